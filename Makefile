@@ -1,0 +1,30 @@
+# Everything runs in a project-local virtual environment, created on first use.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-all bench lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install  ## the main job: finite-width sweep of the built-in default config
+	$(VENV)/bin/dynsim sweep
+
+test: install  ## the default test suite (slow tests excluded)
+	$(PYTHON) -m pytest -q
+
+test-all: install  ## every test, the slow ones included
+	$(PYTHON) -m pytest -q -m 'slow or not slow'
+
+bench: install  ## performance benchmarks (see benchmarks/)
+	$(PYTHON) benchmarks/bench_param_step.py
+
+lint: install
+	$(VENV)/bin/ruff check dynsim tests benchmarks
+	$(VENV)/bin/ruff format --check dynsim tests benchmarks

@@ -1,0 +1,13 @@
+"""dynsim: training dynamics of contrastive multimodal learning at finite and infinite width."""
+
+from ._config import Config as Config
+from ._config import ConfigError as ConfigError
+from ._config import DataConfig as DataConfig
+from ._config import LossConfig as LossConfig
+from ._config import RunConfig as RunConfig
+from ._config import TrainConfig as TrainConfig
+from ._config import load_config as load_config
+from ._runner import DeviceUnavailable as DeviceUnavailable
+from ._runner import SimulationDiverged as SimulationDiverged
+from ._simulate import simulate as simulate
+from ._trajectory import Trajectory as Trajectory

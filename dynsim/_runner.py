@@ -1,0 +1,160 @@
+"""Generic simulation machinery: the scan loop, divergence tracking, seed keys, devices.
+
+Nothing here knows which model runs: a system supplies ``step_fn(state, step) -> state``
+and ``observe_fn(state, step) -> record`` over its own state pytree.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+SEED_AXIS = "seeds"
+
+
+class DeviceUnavailable(RuntimeError):
+    """The requested device kind is not visible to JAX."""
+
+
+class SimulationDiverged(FloatingPointError):
+    """A run produced NaN or Inf; ``seed``, ``step`` and ``time`` say where it first did."""
+
+    def __init__(self, *, seed: int, step: int, time: float, width: int):
+        self.seed, self.step, self.time, self.width = seed, step, time, width
+        super().__init__(
+            f"seed {seed} at width {width} diverged: the state became NaN/Inf at step {step} "
+            f"(training time t = {time:g}); lower train.lr or the stage temperatures"
+        )
+
+
+def record_steps(num_steps: int, every: int) -> np.ndarray:
+    """Steps at which the state is recorded: ``0, every, 2 every, ...`` and always ``num_steps``."""
+    steps = np.arange(0, num_steps + 1, every)
+    return steps if steps[-1] == num_steps else np.append(steps, num_steps)
+
+
+def first_divergence(diverged_at: np.ndarray, records, steps: np.ndarray) -> np.ndarray:
+    """Per seed, the first step count at which the state or a record held NaN/Inf (-1: never).
+
+    Args:
+        diverged_at: (seeds,) from :func:`scan_run`, exact to the step.
+        records: pytree of (seeds, T, ...) records; a non-finite record (e.g. an overflowing
+            norm of finite weights) counts at its record step.
+        steps: (T,) the step counts of the records.
+    """
+    finite = [np.isfinite(x).reshape(x.shape[0], x.shape[1], -1).all(axis=2) for x in jax.tree.leaves(records)]
+    bad = ~np.logical_and.reduce(finite)
+    never = np.int64(np.iinfo(np.int64).max)
+    at_record = np.where(bad.any(axis=1), steps[np.argmax(bad, axis=1)], never)
+    first = np.minimum(np.where(diverged_at >= 0, diverged_at, never), at_record)
+    return np.where(first == never, -1, first)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
+
+
+class _Carry(NamedTuple):
+    state: object
+    step: jax.Array
+    diverged_at: jax.Array  # first step after which the state was non-finite, -1 if none
+
+
+def scan_run(state, step_fn, observe_fn, num_steps: int, every: int):
+    """Run ``step_fn`` ``num_steps`` times inside ``lax.scan``, observing on :func:`record_steps`.
+
+    Args:
+        state: initial state pytree.
+        step_fn: ``(state, step) -> state``, ``step`` the 0-based index of the step taken.
+        observe_fn: ``(state, step) -> record pytree``, ``step`` the number of steps done.
+        num_steps, every: static step counts.
+
+    Returns:
+        ``(records, diverged_at)``: records stacked along a leading time axis, and the
+        first step count at which the state held NaN/Inf (``-1`` if it never did).
+    """
+
+    def one_step(carry, _):
+        new_state = step_fn(carry.state, carry.step)
+        step = carry.step + 1
+        fresh = (carry.diverged_at < 0) & ~_all_finite(new_state)
+        return _Carry(new_state, step, jnp.where(fresh, step, carry.diverged_at)), None
+
+    def advance(carry, steps):
+        return jax.lax.scan(one_step, carry, None, length=steps)[0]
+
+    def chunk(carry, _):
+        carry = advance(carry, every)
+        return carry, observe_fn(carry.state, carry.step)
+
+    carry = _Carry(state, jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32))
+    records = [jax.tree.map(lambda x: x[None], observe_fn(state, carry.step))]
+    carry, chunks = jax.lax.scan(chunk, carry, None, length=num_steps // every)
+    records.append(chunks)
+    if num_steps % every:
+        carry = advance(carry, num_steps % every)
+        records.append(jax.tree.map(lambda x: x[None], observe_fn(carry.state, carry.step)))
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *records), carry.diverged_at
+
+
+def select_devices(kind: str) -> list:
+    """All visible devices of ``kind`` (``auto``: JAX's default backend, ``cpu``, ``gpu``)."""
+    if kind == "auto":
+        return jax.devices()
+    try:
+        return jax.devices(kind)
+    except RuntimeError:
+        raise DeviceUnavailable(
+            f"device {kind!r} requested but JAX sees none; for NVIDIA GPUs install "
+            f"'jax[cuda12]' (pip install -U 'jax[cuda12]'), or use --device cpu"
+        ) from None
+
+
+def seed_keys(base_seed: int, width: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
+    """``(data_key, keys)``: a key for what all runs share, and one key per seed.
+
+    The per-seed key is ``fold_in(fold_in(run_key, width), index)``, derived on the host,
+    so a seed's result depends on neither the number of seeds nor the devices.
+    """
+    data_key, run_key = jax.random.split(jax.random.PRNGKey(base_seed))
+    width_key = jax.random.fold_in(run_key, width)
+    keys = jnp.stack([jax.random.fold_in(width_key, i) for i in range(num_seeds)])
+    return data_key, keys
+
+
+@functools.cache
+def _sharded(fn, static, devices: tuple):
+    mesh = Mesh(np.array(devices), (SEED_AXIS,))
+    mapped = jax.vmap(lambda per_seed, shared: fn(per_seed, shared, static), in_axes=(0, None))
+    spec = PartitionSpec(SEED_AXIS)
+    sharded = jax.shard_map(mapped, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=spec, check_vma=False)
+    return jax.jit(sharded)
+
+
+def map_seeds(fn, per_seed, shared, static, devices) -> object:
+    """``vmap`` of ``fn(per_seed, shared, static)`` over the seed axis, sharded over ``devices``.
+
+    Args:
+        fn: a module-level function; with the hashable ``static`` it keys the compilation
+            cache, so a call that changes only array values reuses the compiled program.
+        per_seed: pytree whose leaves have a leading seed axis (keys, per-seed records).
+        shared: pytree of arrays every seed reads (replicated).
+        static: hashable configuration of the program (shapes, step counts, options).
+        devices: devices to shard the seed axis over; it is padded to a multiple of
+            their count and cut back afterwards.
+
+    Returns:
+        ``fn``'s outputs as NumPy arrays with a leading seed axis.
+    """
+    num_seeds = jax.tree.leaves(per_seed)[0].shape[0]
+    padding = -num_seeds % len(devices)
+    if padding:
+        per_seed = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padding, axis=0)]), per_seed)
+    out = _sharded(fn, static, tuple(devices))(per_seed, shared)
+    return jax.tree.map(lambda x: np.asarray(x)[:num_seeds], out)

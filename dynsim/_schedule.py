@@ -1,0 +1,22 @@
+"""Piecewise-constant stage schedules in training time (SPEC §3).
+
+A schedule is a list of stages ``(value_k, T_k)``; with step size ``lr`` stage ``k`` lasts
+``round(T_k / lr)`` steps, and step ``s`` (0-based) belongs to the stage whose step range
+holds it. The stage values stay traced arrays, so changing them does not recompile.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def stage_steps(durations, lr: float) -> tuple[int, ...]:
+    """Steps per stage, ``round(T_k / lr)``."""
+    return tuple(int(round(duration / lr)) for duration in durations)
+
+
+def stage_index(step, steps_per_stage: tuple[int, ...]):
+    """Index of the stage that step ``step`` runs in (the last stage from its end on)."""
+    boundaries = np.cumsum(steps_per_stage)[:-1]
+    return jnp.searchsorted(jnp.asarray(boundaries, dtype=jnp.int32), step, side="right")

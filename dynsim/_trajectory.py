@@ -1,0 +1,51 @@
+"""The result of a finite-width simulation."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from ._observables import COORDINATES, METRICS
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectory:
+    """Recorded trajectories of one width, all seeds.
+
+    Attributes:
+        times: training times ``t = lr * step`` of the records, shape (T,).
+        a, b, p: per-coordinate signal quantities ``a_k, b_k, p_k`` (SPEC §4), (seeds, T, r).
+        nu_a, nu_b: per-coordinate noise norms ``nu^A_j, nu^B_j``, (seeds, T, n).
+        metrics: ``loss, rho_min, rho_mean, kappa_a, kappa_b, balance, alignment, nsr,
+            offdiag``, each (seeds, T).
+        width: the network width ``m``.
+    """
+
+    times: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    p: np.ndarray
+    nu_a: np.ndarray
+    nu_b: np.ndarray
+    metrics: dict[str, np.ndarray]
+    width: int
+
+    def save(self, path: str | Path) -> Path:
+        """Write the arrays to a ``.npz`` file (no pickles); returns the path."""
+        path = Path(path)
+        arrays = {name: getattr(self, name) for name in ("times", *COORDINATES)}
+        arrays.update({f"metric_{name}": self.metrics[name] for name in METRICS})
+        np.savez(path, width=np.asarray(self.width), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trajectory:
+        """Read a file written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            return cls(
+                **{name: data[name] for name in ("times", *COORDINATES)},
+                metrics={name: data[f"metric_{name}"] for name in METRICS},
+                width=int(data["width"]),
+            )
