@@ -23,8 +23,9 @@ def _gram(s_a, n_a, s_b, n_b):
 
 
 def _metrics(gram, r, key, samples=4000):
-    return metrics(gram, r, key, loss_fn=LOSSES["infonce"], tau=1.0, lam=1.0, normalization="population",
-                   samples=samples)
+    return metrics(
+        gram, r, key, loss_fn=LOSSES["infonce"], tau=1.0, lam=1.0, normalization="population", samples=samples
+    )
 
 
 def test_coordinates_read_the_right_blocks(key):

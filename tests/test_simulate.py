@@ -30,8 +30,17 @@ def test_shapes_and_record_grid():
     np.testing.assert_allclose(trajectory.times, [0.0, 0.5, 1.0, 1.2])
     assert trajectory.a.shape == trajectory.b.shape == trajectory.p.shape == (2, 4, 3)
     assert trajectory.nu_a.shape == trajectory.nu_b.shape == (2, 4, 2)
-    assert set(trajectory.metrics) == {"loss", "rho_min", "rho_mean", "kappa_a", "kappa_b", "balance",
-                                       "alignment", "nsr", "offdiag"}
+    assert set(trajectory.metrics) == {
+        "loss",
+        "rho_min",
+        "rho_mean",
+        "kappa_a",
+        "kappa_b",
+        "balance",
+        "alignment",
+        "nsr",
+        "offdiag",
+    }
     assert all(v.shape == (2, 4) for v in trajectory.metrics.values())
     assert trajectory.a.dtype == np.float64 and trajectory.width == 16
 
@@ -93,8 +102,7 @@ def test_initial_record_matches_the_wishart_law():
 
 
 def test_divergence_names_seed_step_and_time():
-    config = _tiny(loss={"kind": "positive", "stages": [[1e25, 1.0]], "rescale": False},
-                   train={"precision": "float32"})
+    config = _tiny(loss={"kind": "positive", "stages": [[1e25, 1.0]], "rescale": False}, train={"precision": "float32"})
     with pytest.raises(dynsim.SimulationDiverged) as err:
         dynsim.simulate(config, width=16, seeds=2)
     assert err.value.seed == 0 and 1 <= err.value.step <= 10
@@ -129,9 +137,11 @@ def test_multi_device_run_equals_single_device(tmp_path):
         np.testing.assert_allclose(multi[name], ours, rtol=1e-12, atol=1e-14)
 
 
-PHYSICS = {"data": {"r": 8, "n": 24, "kappa": 4.0, "noise": 0.3},
-           "train": {"lr": 0.5, "batch": 64, "precision": "float64"},
-           "run": {"record_every": 10.0, "alignment_samples": 256}}
+PHYSICS = {
+    "data": {"r": 8, "n": 24, "kappa": 4.0, "noise": 0.3},
+    "train": {"lr": 0.5, "batch": 64, "precision": "float64"},
+    "run": {"record_every": 10.0, "alignment_samples": 256},
+}
 
 
 def test_positive_loss_aligns_while_condition_number_grows():
