@@ -28,8 +28,7 @@ import jax
 import jax.numpy as jnp
 
 import dynsim
-from dynsim._data import latent_map
-from dynsim._finite import init_state, make_step, plan_and_inputs
+from dynsim._finite import init_state, latent_maps, make_step, plan_and_inputs
 
 R, N, BATCH, WIDTHS, TARGET_WIDTH = 16, 48, 1024, (256, 1024, 4096), 4096
 
@@ -61,11 +60,7 @@ def param_step_rate(width: int, steps: int, repeats: int) -> dict:
         {"data": {"r": R, "n": N}, "train": {"batch": BATCH, "lr": 0.01}, "loss": {"stages": [[1.0, steps * 0.01]]}}
     )
     plan, inputs = plan_and_inputs(config, width, jax.random.PRNGKey(0))
-    maps = (
-        latent_map(inputs.columns_a, inputs.sigma_a, inputs.eta_a),
-        latent_map(inputs.columns_b, inputs.sigma_b, inputs.eta_b),
-    )
-    step_fn = make_step(plan, inputs, maps, jax.random.PRNGKey(1))
+    step_fn = make_step(plan, inputs, latent_maps(inputs), jax.random.PRNGKey(1))
 
     @jax.jit
     def run(state):

@@ -101,6 +101,14 @@ def optimizer(plan: Plan) -> optax.GradientTransformation:
     return optax.adam(plan.lr)
 
 
+def latent_maps(inputs: Inputs) -> tuple[jax.Array, jax.Array]:
+    """``(P_A, P_B)``, the ``d × q`` latent maps ``[U diag(sigma)  V diag(eta)]`` of both towers."""
+    return (
+        latent_map(inputs.columns_a, inputs.sigma_a, inputs.eta_a),
+        latent_map(inputs.columns_b, inputs.sigma_b, inputs.eta_b),
+    )
+
+
 def batch_loss(weights, maps, latents, tau, lam, plan: Plan):
     """Loss ``L`` of SPEC §3 on one batch: ``x = P u``, ``f = W x / Z``, ``s = f_A f_B^T``."""
     (w_a, w_b), (p_a, p_b), (u_a, u_b) = weights, maps, latents
@@ -138,10 +146,7 @@ def simulate_seed(key, inputs: Inputs, plan: Plan):
     Only ``Q`` (``2q × 2q``) leaves the scan; :func:`observe_seed` turns it into metrics.
     """
     init_key, step_key, _ = jax.random.split(key, 3)
-    maps = (
-        latent_map(inputs.columns_a, inputs.sigma_a, inputs.eta_a),
-        latent_map(inputs.columns_b, inputs.sigma_b, inputs.eta_b),
-    )
+    maps = latent_maps(inputs)
     return scan_run(
         init_state(plan, init_key),
         make_step(plan, inputs, maps, step_key),
