@@ -39,7 +39,7 @@ def step_flops(width: int, batch: int = BATCH, d: int = R + N, q: int = R + N) -
 
 
 def timed(fn, *args, repeats: int) -> list[float]:
-    jax.block_until_ready(fn(*args))  # warm-up and compile
+    jax.block_until_ready(fn(*args))  # warm-up (and compile, for a function not yet compiled)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -66,10 +66,11 @@ def param_step_rate(width: int, steps: int, repeats: int) -> dict:
     def run(state):
         return jax.lax.scan(lambda s, i: (step_fn(s, i), None), state, jnp.arange(steps))[0]
 
+    state = init_state(plan, jax.random.PRNGKey(2))
     start = time.perf_counter()
-    jax.block_until_ready(run.lower(init_state(plan, jax.random.PRNGKey(2))).compile())
+    compiled = run.lower(state).compile()
     compile_seconds = time.perf_counter() - start
-    seconds = timed(run, init_state(plan, jax.random.PRNGKey(2)), repeats=repeats)
+    seconds = timed(compiled, state, repeats=repeats)
     rate = steps / statistics.median(seconds)
     return {
         "width": width,
