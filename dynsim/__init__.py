@@ -1,5 +1,6 @@
 """dynsim: training dynamics of contrastive multimodal learning at finite and infinite width."""
 
+from . import ode as ode
 from ._config import Config as Config
 from ._config import ConfigError as ConfigError
 from ._config import DataConfig as DataConfig

@@ -21,7 +21,7 @@ from ._loss import LOSSES
 from ._model import embed, init_weights, latent_gram, similarity
 from ._observables import coordinates, metrics
 from ._runner import record_steps, scan_run
-from ._schedule import stage_index, stage_steps
+from ._schedule import stage_index, stage_steps, steps_per_record
 
 
 class Plan(NamedTuple):
@@ -74,7 +74,7 @@ def plan_and_inputs(config: Config, width: int, data_key: jax.Array) -> tuple[Pl
         loss=config.loss.kind,
         normalization=train.normalization,
         steps_per_stage=stage_steps([t for _, t in config.loss.stages], train.lr),
-        record_every=max(1, int(round(config.run.record_every / train.lr))),
+        record_every=steps_per_record(config.run.record_every, train.lr),
         samples=config.run.alignment_samples,
         dtype=train.precision,
     )

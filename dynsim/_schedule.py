@@ -20,3 +20,8 @@ def stage_index(step, steps_per_stage: tuple[int, ...]):
     """Index of the stage that step ``step`` runs in (the last stage from its end on)."""
     boundaries = np.cumsum(steps_per_stage)[:-1]
     return jnp.searchsorted(jnp.asarray(boundaries, dtype=jnp.int32), step, side="right")
+
+
+def steps_per_record(record_every: float, lr: float) -> int:
+    """Steps between records, ``round(record_every / lr)`` and at least 1."""
+    return max(1, int(round(record_every / lr)))

@@ -1,3 +1,6 @@
+import importlib.util
+from pathlib import Path
+
 import jax
 import pytest
 
@@ -11,3 +14,13 @@ def key():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; run by `make test-all`")
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """``ode/reference.py``: the independent NumPy/SciPy implementation of the reduced ODE."""
+    path = Path(__file__).resolve().parents[1] / "ode" / "reference.py"
+    spec = importlib.util.spec_from_file_location("ode_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
