@@ -67,7 +67,8 @@ def _reference_solution(reference, config, spec, times):
     ends = np.cumsum([duration for _, duration in stages])
     taus = [stages[min(np.searchsorted(ends, t, side="right"), len(stages) - 1)][0] for t in times]
     values = [
-        reference.metrics(row, config.data.r, tau, config.loss.lam, config.loss.kind) for row, tau in zip(y, taus)
+        reference.metrics(row, config.data.r, tau, config.loss.lam, config.loss.kind)
+        for row, tau in zip(y, taus, strict=True)
     ]
     return y, {name: np.array([v[name] for v in values]) for name in values[0]}
 
