@@ -24,7 +24,8 @@ test-all: install  ## every test, the slow ones included
 
 bench: install  ## performance benchmarks (see benchmarks/)
 	$(PYTHON) benchmarks/bench_param_step.py
+	$(PYTHON) benchmarks/bench_ode.py
 
 lint: install
-	$(VENV)/bin/ruff check dynsim tests benchmarks
-	$(VENV)/bin/ruff format --check dynsim tests benchmarks
+	$(VENV)/bin/ruff check dynsim tests benchmarks ode
+	$(VENV)/bin/ruff format --check dynsim tests benchmarks ode

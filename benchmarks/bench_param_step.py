@@ -17,15 +17,13 @@ per step, with q = r + n,
 
 from __future__ import annotations
 
-import json
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from _common import timed, write_record
 
 import dynsim
 from dynsim._finite import init_state, latent_maps, make_step, plan_and_inputs
@@ -36,16 +34,6 @@ R, N, BATCH, WIDTHS, TARGET_WIDTH = 16, 48, 1024, (256, 1024, 4096), 4096
 def step_flops(width: int, batch: int = BATCH, d: int = R + N, q: int = R + N) -> float:
     """FLOPs of one param step by the rule in the module docstring."""
     return 3 * 2 * batch**2 * width + 2 * 2 * 2 * batch * d * width + 2 * 2 * 2 * width * d * q + 2 * 2 * batch * q * d
-
-
-def timed(fn, *args, repeats: int) -> list[float]:
-    jax.block_until_ready(fn(*args))  # warm-up (and compile, for a function not yet compiled)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def matmul_gflops(n: int, k: int, repeats: int = 7) -> float:
@@ -100,22 +88,7 @@ def main() -> int:
         f"target: param step at width {TARGET_WIDTH} >= 50% of matmul throughput: "
         f"{target['fraction_of_matmul']:.0%} -> {'holds' if holds else 'NOT MET'}"
     )
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    record = {
-        "benchmark": "param_step",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "python": sys.version.split()[0],
-            "jax": jax.__version__,
-            "devices": [str(d) for d in jax.devices()],
-        },
-        "matmul_gflops": ceiling,
-        "rows": rows,
-    }
-    path = out / f"param_step_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(record, indent=2))
+    path = write_record("param_step", {"matmul_gflops": ceiling, "rows": rows})
     print(f"written {path}")
     return 0
 

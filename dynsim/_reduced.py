@@ -42,11 +42,12 @@ class ReducedArgs(NamedTuple):
     lam: Array
 
 
-def split(y: Float[Array, " 3r+2n"], r: int) -> dict[str, Array]:
-    """Name the parts of the flat state: ``a, b, p`` (r,) and ``nu_a, nu_b`` (n,)."""
-    n = (y.shape[0] - 3 * r) // 2
-    a, b, p, nu_a, nu_b = jnp.split(y, np.cumsum([r, r, r, n]))
-    return {"a": a, "b": b, "p": p, "nu_a": nu_a, "nu_b": nu_b}
+def split(y: Float[Array, "*batch 3r+2n"], r: int) -> dict[str, Array]:
+    """Name the parts of the flat state (last axis; NumPy or JAX): ``a, b, p`` (r) and ``nu_a, nu_b`` (n)."""
+    n = (y.shape[-1] - 3 * r) // 2
+    ends = np.cumsum([0, r, r, r, n, n])
+    names = ("a", "b", "p", "nu_a", "nu_b")
+    return {name: y[..., ends[i] : ends[i + 1]] for i, name in enumerate(names)}
 
 
 def initial_state(args: ReducedArgs) -> Float[Array, " 3r+2n"]:
@@ -56,8 +57,15 @@ def initial_state(args: ReducedArgs) -> Float[Array, " 3r+2n"]:
 
 
 def stage_value(values: Array, boundaries: Array, t) -> Array:
-    """The value of a stage schedule at time ``t``; a boundary belongs to the stage it starts."""
-    return values[jnp.searchsorted(boundaries, t, side="right")]
+    """The value of a stage schedule at time ``t``; a boundary belongs to the stage it starts.
+
+    ``values`` may carry trailing axes (e.g. ``(tau, gamma)`` per stage). A chain of selects
+    rather than a gather: it returns the stored value exactly and fuses into the caller.
+    """
+    value = values[-1]
+    for k in range(boundaries.shape[0] - 1, -1, -1):
+        value = jnp.where(t < boundaries[k], values[k], value)
+    return value
 
 
 def cosines(y: Float[Array, " 3r+2n"], r: int) -> tuple[Array, Array, Array]:
@@ -69,14 +77,18 @@ def cosines(y: Float[Array, " 3r+2n"], r: int) -> tuple[Array, Array, Array]:
     return s["p"] / jnp.sqrt(alpha * beta), alpha, beta
 
 
-def _log_cosh(x):
-    # log cosh x = |x| + log(1 + e^{-2|x|}) - log 2, finite for any x.
-    return jnp.abs(x) + jnp.log1p(jnp.exp(-2.0 * jnp.abs(x))) - _LOG2
+def _cosh_terms(x):
+    # With e = exp(-2|x|) (never overflows): log cosh x = |x| + log1p(e) - log 2 and
+    # 1 - tanh x = 2e / (1 + e) for x >= 0, 2 / (1 + e) for x < 0.
+    e = jnp.exp(-2.0 * jnp.abs(x))
+    log_cosh = jnp.abs(x) + jnp.log1p(e) - _LOG2
+    one_minus_tanh = 2.0 * jnp.where(x >= 0, e, 1.0) / (1.0 + e)
+    return log_cosh, one_minus_tanh
 
 
-def _negative_log_odds(c, tau, lam):
+def _negative_log_odds(c, tau, lam, log_cosh):
     # log(lam prod_k cosh(tau c_k)) - tau S: the log-ratio of negative to positive mass.
-    return jnp.log(lam) + jnp.sum(_log_cosh(tau * c)) - tau * jnp.sum(c)
+    return jnp.log(lam) + jnp.sum(log_cosh) - tau * jnp.sum(c)
 
 
 def reduced_loss(c: Float[Array, " r"], tau, lam, kind: str) -> Float[Array, ""]:
@@ -88,7 +100,7 @@ def reduced_loss(c: Float[Array, " r"], tau, lam, kind: str) -> Float[Array, ""]
     - ``spectral``: :math:`-2S + \lambda \sum_k c_k^2`.
     """
     if kind == "infonce":
-        return jax.nn.softplus(_negative_log_odds(c, tau, lam))
+        return jax.nn.softplus(_negative_log_odds(c, tau, lam, _cosh_terms(tau * c)[0]))
     if kind == "positive":
         return -tau * jnp.sum(c)
     if kind == "spectral":
@@ -101,12 +113,12 @@ def sensitivities(c: Float[Array, " r"], tau, lam, kind: str) -> Float[Array, " 
 
     ``infonce``: :math:`u_k = -\tau (1 - \pi)(1 - \tanh \tau c_k)` with
     :math:`1 - \pi = \mathrm{sigmoid}(\log\lambda + \sum \log\cosh \tau c - \tau S)` and
-    :math:`1 - \tanh x = 2\,\mathrm{sigmoid}(-2x)`, both free of overflow;
+    :math:`1 - \tanh x` both from :math:`e^{-2|\tau c_k|}`, free of overflow at any ``tau``;
     ``positive``: :math:`-\tau`; ``spectral``: :math:`-2 + 2\lambda c_k`.
     """
     if kind == "infonce":
-        negative_weight = jax.nn.sigmoid(_negative_log_odds(c, tau, lam))
-        return -tau * negative_weight * 2.0 * jax.nn.sigmoid(-2.0 * tau * c)
+        log_cosh, one_minus_tanh = _cosh_terms(tau * c)
+        return -tau * jax.nn.sigmoid(_negative_log_odds(c, tau, lam, log_cosh)) * one_minus_tanh
     if kind == "positive":
         return jnp.full_like(c, -tau)
     if kind == "spectral":
@@ -135,8 +147,7 @@ def vector_field(t, y: Float[Array, " 3r+2n"], args: ReducedArgs, kind: str) -> 
     s = split(y, r)
     c, alpha, beta = cosines(y, r)
     root = jnp.sqrt(alpha * beta)
-    tau = stage_value(args.taus, args.boundaries, t)
-    gamma = stage_value(args.gammas, args.boundaries, t)
+    tau, gamma = stage_value(jnp.stack([args.taus, args.gammas], axis=1), args.boundaries, t)
     u = sensitivities(c, tau, args.lam, kind)
     g = jnp.sum(c * u)
     a, b, p = s["a"], s["b"], s["p"]
@@ -145,9 +156,8 @@ def vector_field(t, y: Float[Array, " 3r+2n"], args: ReducedArgs, kind: str) -> 
     dp = gamma * (
         g * p * (args.sigma2_a / alpha + args.sigma2_b / beta) - u * (args.sigma2_b * a + args.sigma2_a * b) / root
     )
-    dnu_a = 2 * gamma * args.eta2_a * g * s["nu_a"] / alpha
-    dnu_b = 2 * gamma * args.eta2_b * g * s["nu_b"] / beta
-    return jnp.concatenate([da, db, dp, dnu_a, dnu_b])
+    dnu = 2 * gamma * g * jnp.concatenate([args.eta2_a * s["nu_a"] / alpha, args.eta2_b * s["nu_b"] / beta])
+    return jnp.concatenate([da, db, dp, dnu])
 
 
 def sign_patterns(r: int) -> np.ndarray:
@@ -161,8 +171,8 @@ def sign_patterns(r: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 2, size=(_SAMPLED_PATTERNS, r))
 
 
-def alignment_score(p: Float[Array, " r"]) -> Float[Array, ""]:
-    r"""Infinite-width alignment score (Def. 4.1) in closed form.
+def alignment_score(p: Float[Array, "*batch r"]) -> Float[Array, "*batch"]:
+    r"""Infinite-width alignment score (Def. 4.1) in closed form, for every state in ``p``.
 
     Every embedding has unit norm, so ``f_A(x_A)`` is closer to ``f_B(x_B)`` than to
     ``f_B(x_B')`` iff :math:`\sum_k c_k z_k (z_k - z'_k) > 0`, i.e. iff the coordinates where
@@ -170,13 +180,21 @@ def alignment_score(p: Float[Array, " r"]) -> Float[Array, ""]:
 
     .. math:: \mathrm{score} = 2^{-r}\, \#\{T \subseteq [r] : \textstyle\sum_{k\in T} p_k > 0\},
 
-    which is :math:`1 - 2^{-r}` as soon as every :math:`p_k > 0` (returned exactly then) and
-    0 at ``p = 0``. Counted over all ``2^r`` subsets for ``r <= 12``, else over 4096 fixed ones.
+    which is :math:`1 - 2^{-r}` when every :math:`p_k > 0` and 0 when none is. Only states
+    with mixed signs need counting: over all ``2^r`` subsets for ``r <= 12``, else over 4096
+    fixed ones. Give all states at once (not under ``vmap``): the count then runs only if
+    some state has mixed signs.
     """
-    r = p.shape[0]
-    patterns = jnp.asarray(sign_patterns(r), p.dtype)
-    counted = jnp.mean(patterns @ p > 0)
-    return jnp.where(jnp.all(p > 0), 1.0 - 2.0**-r, counted)
+    r = p.shape[-1]
+    all_positive = jnp.all(p > 0, axis=-1)
+    mixed = jnp.any(p > 0, axis=-1) & ~all_positive
+    closed = jnp.where(all_positive, 1.0 - 2.0**-r, 0.0).astype(p.dtype)
+
+    def counted():
+        patterns = jnp.asarray(sign_patterns(r), p.dtype)
+        return jnp.where(mixed, jnp.mean(p @ patterns.T > 0, axis=-1), closed)
+
+    return jax.lax.cond(jnp.any(mixed), counted, lambda: closed)
 
 
 def metrics(y: Float[Array, " 3r+2n"], tau, lam, r: int, kind: str) -> dict[str, Array]:
@@ -185,8 +203,8 @@ def metrics(y: Float[Array, " 3r+2n"], tau, lam, r: int, kind: str) -> dict[str,
     Same names and meanings as the finite-width :class:`dynsim.Trajectory` metrics:
     ``loss`` is the reduced population loss at ``tau``, ``kappa_* = sqrt(max a / min a)``
     (``S^T S`` is diagonal), ``balance`` the stable rank of ``diag(a, nu^A)``, ``nsr`` and
-    ``rho_*`` from ``a, b, p, nu^A``, ``alignment`` by :func:`alignment_score`, and
-    ``offdiag = 0`` by construction.
+    ``rho_*`` from ``a, b, p, nu^A``, and ``offdiag = 0`` by construction. The alignment
+    score is :func:`alignment_score` of ``p``, computed for a whole trajectory at once.
     """
     s = split(y, r)
     c, _, _ = cosines(y, r)
@@ -199,7 +217,6 @@ def metrics(y: Float[Array, " 3r+2n"], tau, lam, r: int, kind: str) -> dict[str,
         "kappa_a": jnp.sqrt(jnp.max(s["a"]) / jnp.min(s["a"])),
         "kappa_b": jnp.sqrt(jnp.max(s["b"]) / jnp.min(s["b"])),
         "balance": jnp.sum(spectrum_a**2) / jnp.max(spectrum_a) ** 2,
-        "alignment": alignment_score(s["p"]),
         "nsr": jnp.sqrt(jnp.sum(s["nu_a"]) / jnp.sum(s["a"])),
         "offdiag": jnp.zeros_like(rho[0]),
     }

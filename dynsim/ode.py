@@ -179,33 +179,41 @@ def _stack(problems: list[_Problem], grids: list[np.ndarray]):
     return args, ts, ends
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "solver", "rtol", "atol", "max_steps"))
-def _solve_arrays(args, ts, ends, *, kind, solver, rtol, atol, max_steps):
-    """``vmap`` over configurations of one solve plus the metrics at every save time."""
+def _solve_one(args, ts, end, *, kind, solver, rtol, atol, max_steps):
+    r = args.sigma2_a.shape[0]
+    out = integrate(
+        functools.partial(_reduced.vector_field, kind=kind),
+        _reduced.initial_state(args),
+        args,
+        ts,
+        end,
+        jnp.append(args.boundaries, end),
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+    )
+    taus = jax.vmap(lambda t: _reduced.stage_value(args.taus, args.boundaries, t))(ts)
+    values = jax.vmap(lambda y, tau: _reduced.metrics(y, tau, args.lam, r, kind))(out.ys, taus)
+    return values, out
 
-    def one(args, ts, end):
-        r = args.sigma2_a.shape[0]
-        out = integrate(
-            functools.partial(_reduced.vector_field, kind=kind),
-            _reduced.initial_state(args),
-            args,
-            ts,
-            end,
-            jnp.append(args.boundaries, end),
-            solver=solver,
-            rtol=rtol,
-            atol=atol,
-            max_steps=max_steps,
-        )
-        taus = jax.vmap(lambda t: _reduced.stage_value(args.taus, args.boundaries, t))(ts)
-        values = jax.vmap(lambda y, tau: _reduced.metrics(y, tau, args.lam, r, kind))(out.ys, taus)
-        return jax.vmap(lambda y: _reduced.split(y, r))(out.ys), values, out
 
-    return jax.vmap(one)(args, ts, ends)
+@functools.partial(jax.jit, static_argnames=("batched", "kind", "solver", "rtol", "atol", "max_steps"))
+def _solve_arrays(args, ts, ends, *, batched, **options):
+    """One solve and its metrics at every save time; ``vmap``-ed over configurations if ``batched``.
+
+    Returns the metrics stacked along a last axis in :data:`METRICS` order (one transfer).
+    """
+    one = functools.partial(_solve_one, **options)
+    values, out = (jax.vmap(one) if batched else one)(args, ts, ends)
+    r = args.sigma2_a.shape[-1]
+    values["alignment"] = _reduced.alignment_score(_reduced.split(out.ys, r)["p"])  # all states at once
+    return jnp.stack([values[name] for name in METRICS], axis=-1), out
 
 
 def _raise_failure(out, ends, ts, max_steps: int, batched: bool) -> None:
-    failed = np.flatnonzero(~np.asarray(out.succeeded))
+    out, ends, ts = jax.tree.map(np.atleast_1d, out), np.atleast_1d(ends), np.atleast_2d(ts)
+    failed = np.flatnonzero(~out.succeeded)
     if not failed.size:
         return
     i = int(failed[0])
@@ -266,9 +274,12 @@ def solve_batch(
     """
     if isinstance(configs, (Config, dict, str)) or not len(configs):
         raise ConfigError("configs must be a non-empty sequence of configurations")
-    configs = [load_config(config) for config in configs]
+    options = {"rtol": rtol, "atol": atol, "solver": solver, "max_steps": max_steps}
+    return _solve([load_config(config) for config in configs], ts, batched=True, **options)
+
+
+def _solve(configs: list[Config], ts, *, batched: bool, rtol, atol, solver, max_steps) -> ODESolution:
     _check_batchable(configs)
-    batched = len(configs) > 1
     problems = [_problem(config, f"configs[{i}]: " if batched else "") for i, config in enumerate(configs)]
     if ts is None:
         grids = [problem.grid for problem in problems]
@@ -276,25 +287,27 @@ def solve_batch(
         shortest = min(problems, key=lambda problem: problem.end)
         grids = [_check_times(ts, shortest.end, "shortest " if batched else "")] * len(problems)
     args, times, ends = _stack(problems, grids)
-    solver = resolve_solver(solver)
+    if not batched:
+        args, times, ends = jax.tree.map(lambda x: x[0], (args, times, ends))
     with jax.enable_x64(True):
-        coords, values, out = _solve_arrays(
-            jax.tree.map(jnp.asarray, args),
-            jnp.asarray(times),
-            jnp.asarray(ends),
+        values, out = _solve_arrays(
+            args,
+            times,
+            ends,
+            batched=batched,
             kind=configs[0].loss.kind,
-            solver=solver,
+            solver=resolve_solver(solver),
             rtol=float(rtol),
             atol=float(atol),
             max_steps=int(max_steps),
         )
-        out = jax.tree.map(np.asarray, out)
+        values, out = jax.device_get((values, out))
     _raise_failure(out, ends, times, max_steps, batched)
     return ODESolution(
         times=times,
-        **{name: np.asarray(coords[name]) for name in COORDINATES},
-        metrics={name: np.asarray(values[name]) for name in METRICS},
-        num_steps=out.num_steps,
+        **_reduced.split(out.ys, configs[0].data.r),
+        metrics={name: values[..., i] for i, name in enumerate(METRICS)},
+        num_steps=out.num_steps if batched else int(out.num_steps),
     )
 
 
@@ -338,4 +351,5 @@ def solve(
         >>> round(float(solution.metrics["rho_min"][-1]), 4), solution.metrics["kappa_a"][-1] > 4
         (1.0, True)
     """
-    return solve_batch([load_config(config)], ts, rtol=rtol, atol=atol, solver=solver, max_steps=max_steps)[0]
+    options = {"rtol": rtol, "atol": atol, "solver": solver, "max_steps": max_steps}
+    return _solve([load_config(config)], ts, batched=False, **options)
