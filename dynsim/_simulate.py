@@ -53,7 +53,7 @@ def simulate(
         ...     "train": {"batch": 8}, "run": {"record_every": 0.5, "alignment_samples": 64}})
         >>> trajectory = dynsim.simulate(config, width=32, seeds=2)
         >>> trajectory.a.shape, trajectory.metrics["rho_min"].shape
-        ((2, 3, 2), (2, 3))
+        ((2, 4, 2), (2, 4))
     """
     config = load_config(config)
     width = _check_count("width", config.run.widths[0] if width is None else width)

@@ -348,7 +348,7 @@ def solve(
     Example:
         >>> import dynsim
         >>> solution = dynsim.ode.solve({"loss": {"kind": "positive", "stages": [[1.0, 400.0]]}})
-        >>> round(float(solution.metrics["rho_min"][-1]), 4), solution.metrics["kappa_a"][-1] > 4
+        >>> round(float(solution.metrics["rho_min"][-1]), 4), bool(solution.metrics["kappa_a"][-1] > 4)
         (1.0, True)
     """
     options = {"rtol": rtol, "atol": atol, "solver": solver, "max_steps": max_steps}

@@ -1,0 +1,14 @@
+"""The examples in public docstrings run and print what they say."""
+
+import doctest
+
+import pytest
+
+import dynsim
+from dynsim import _config, _simulate
+
+
+@pytest.mark.parametrize("module", [_config, _simulate, dynsim.ode], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
