@@ -1,4 +1,4 @@
-"""The result of a finite-width simulation."""
+"""Recorded per-coordinate trajectories: the shared fields, and the finite-width result."""
 
 from __future__ import annotations
 
@@ -11,7 +11,22 @@ from ._observables import COORDINATES, METRICS
 
 
 @dataclasses.dataclass(frozen=True)
-class Trajectory:
+class Record:
+    """The fields every trajectory result shares, finite width or infinite, so that the two
+    compare name by name: ``times``, the reduced state ``a, b, p, nu_a, nu_b`` (SPEC §4) and
+    the ``metrics`` dict (:data:`METRICS`)."""
+
+    times: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    p: np.ndarray
+    nu_a: np.ndarray
+    nu_b: np.ndarray
+    metrics: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectory(Record):
     """Recorded trajectories of one width, all seeds.
 
     Attributes:
@@ -23,13 +38,6 @@ class Trajectory:
         width: the network width ``m``.
     """
 
-    times: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
-    p: np.ndarray
-    nu_a: np.ndarray
-    nu_b: np.ndarray
-    metrics: dict[str, np.ndarray]
     width: int
 
     def save(self, path: str | Path) -> Path:

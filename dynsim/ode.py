@@ -32,6 +32,7 @@ from ._infinite import SOLVERS, integrate, resolve_solver
 from ._observables import COORDINATES, METRICS
 from ._runner import record_steps
 from ._schedule import stage_steps, steps_per_record
+from ._trajectory import Record
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -47,7 +48,7 @@ class SolverError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
-class ODESolution:
+class ODESolution(Record):
     r"""The infinite-width trajectory of one configuration, or of a batch.
 
     Attributes:
@@ -67,13 +68,6 @@ class ODESolution:
     its padding removed, and ``len(batch)`` the number of configurations.
     """
 
-    times: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
-    p: np.ndarray
-    nu_a: np.ndarray
-    nu_b: np.ndarray
-    metrics: dict[str, np.ndarray]
     num_steps: int | np.ndarray
 
     def _check_batched(self):
@@ -86,6 +80,8 @@ class ODESolution:
 
     def __getitem__(self, index: int) -> ODESolution:
         self._check_batched()
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index a batch with one integer, got {index!r}")
         times = self.times[index]
         length = 1 + int(np.count_nonzero(np.diff(times) > 0))  # padding repeats the last time
         return ODESolution(
@@ -149,9 +145,10 @@ def _check_times(ts, end: float, where: str) -> np.ndarray:
         raise ConfigError(f"ts must be a non-empty 1-D array of times, got shape {ts.shape}")
     if not np.all(np.isfinite(ts)) or ts[0] < 0 or ts[-1] > end * (1 + 1e-12):
         raise ConfigError(f"ts must lie in [0, {end:g}], the {where}training time; got [{ts[0]:g}, {ts[-1]:g}]")
+    ts = np.minimum(ts, end)  # forgive rounding at the end time
     if np.any(np.diff(ts) <= 0):
-        raise ConfigError("ts must be strictly increasing")
-    return np.minimum(ts, end)
+        raise ConfigError(f"ts must be strictly increasing (after clipping to the end time {end:g})")
+    return ts
 
 
 def _pad_to(values: np.ndarray, length: int, fill) -> np.ndarray:
@@ -226,8 +223,8 @@ def _raise_failure(out, ends, ts, max_steps: int, batched: bool) -> None:
     last_saved = ts[i][ts[i] <= time]
     raise SolverError(
         f"{where}the ODE solver stopped at t = {time:.6g} of {ends[i]:g} (last saved point "
-        f"t = {last_saved[-1] if last_saved.size else 0:g}): {reason}. The field is stiff at large tau; "
-        "try solver='kvaerno5', looser rtol/atol, or a larger max_steps",
+        f"t = {last_saved[-1] if last_saved.size else 0:g}): {reason}. The field is stiffest with strong "
+        "negatives (large lam) and a large kappa; try a larger max_steps, looser rtol/atol, or solver='kvaerno5'",
         time=time,
         index=i if batched else None,
     )
@@ -334,8 +331,8 @@ def solve(
             records on (``dynsim.simulate(config).times``), so the two line up.
         rtol, atol: relative and absolute tolerances of the step-size controller.
         solver: ``None`` (Tsit5, explicit), a name in :data:`SOLVERS` (``"kvaerno5"`` is
-            implicit, for stiff cases such as a large tau without rescaling), or a
-            diffrax solver instance.
+            implicit, for stiff cases; it is much slower on every case measured, see
+            docs/ode.md), or a diffrax solver instance.
         max_steps: cap on solver steps; reaching it raises :class:`SolverError`.
 
     Returns:

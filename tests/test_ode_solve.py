@@ -38,6 +38,15 @@ CASES = {
         },
         {"sigma_a": ("linear", 2.5, 4), "sigma_b": ("linear", 2.5, 4), "eta": [0.2, 0.4, 0.6]},
     ),
+    "infonce-durations-rounded-to-steps": (
+        {
+            "data": {"r": 3, "n": 4, "kappa": 2.0},
+            "loss": {"stages": [[0.2, 10.0], [2.0, 20.0]]},
+            "train": {"lr": 0.3},  # stages of 33 and 67 steps: boundaries at 9.9 and 30.0
+            "run": {"record_every": 3.0},
+        },
+        {"sigma_a": ("geometric", 2.0, 3), "sigma_b": ("geometric", 2.0, 3), "eta": [0.3] * 4},
+    ),
     "infonce-listed-unequal-spectra": (
         {
             "data": {"r": 3, "n": 2, "spectrum": "list", "sigma": [3.0, 1.5, 1.0], "sigma_b": [1.0, 2.0, 2.5]},
@@ -58,7 +67,8 @@ def _stack(solution):
 
 
 def _reference_solution(reference, config, spec, times):
-    stages = config.loss.stages
+    lr = config.train.lr  # stages switch where the simulator does: after round(T_k / lr) steps
+    stages = [(tau, round(duration / lr) * lr) for tau, duration in config.loss.stages]
     sigma_a, sigma_b = _sigma(reference, spec["sigma_a"]), _sigma(reference, spec["sigma_b"])
     eta = np.asarray(spec["eta"])
     y = reference.solve(
@@ -142,6 +152,10 @@ def test_solve_batch_on_shared_times_and_compiles_once():
     ts = np.linspace(0.0, 40.0, 9)
     batch = ode.solve_batch(configs, ts)
     assert batch.times.shape == (3, 9) and batch.a.shape == (3, 9, 3) and batch.metrics["loss"].shape == (3, 9)
+    for i, config in enumerate(configs):
+        single = ode.solve(config, ts)
+        np.testing.assert_array_equal(batch[i].times, ts)
+        assert np.max(np.abs(_stack(batch[i]) - _stack(single)) / np.abs(_stack(single)).max(axis=0)) < 1e-7
     cached = ode._solve_arrays._cache_size()
     changed = [{**config, "loss": {**config["loss"], "lam": 3.0}} for config in configs]
     ode.solve_batch(changed, ts)
@@ -170,7 +184,7 @@ def test_two_stage_infonce_shrinks_the_condition_number_in_stage_two():
         assert np.all(np.diff(solution.nu_a, axis=0) <= 0) and np.all(solution.nu_a[-1] < solution.nu_a[0])
 
 
-def test_irrelevant_fields_are_accepted_and_batch_normalization_is_its_population_limit():
+def test_basis_dimension_and_batch_normalization_are_accepted_and_do_not_enter():
     base = ode.solve({"data": {"r": 3, "n": 2}})
     other = ode.solve(
         {"data": {"r": 3, "n": 2, "basis": "random", "d": 9}, "train": {"normalization": "batch", "batch": 2}}
@@ -217,3 +231,7 @@ def test_bad_solver_and_single_solution_indexing():
         ode.solve(None, solver="rk4")
     with pytest.raises(TypeError, match="cannot be indexed"):
         ode.solve({"data": {"r": 2, "n": 1}})[0]
+    with pytest.raises(TypeError, match="one integer"):
+        ode.solve_batch([{"data": {"r": 2, "n": 1}}] * 2)[0:1]
+    with pytest.raises(dynsim.ConfigError, match="strictly increasing .after clipping"):
+        ode.solve_batch([{}, {}], [0.0, 1660.0 - 1e-13, 1660.0 * (1 + 1e-13)])
