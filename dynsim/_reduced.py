@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._custom_types import Array, Float
+from ._schedule import stage_value
 
 _LOG2 = float(np.log(2.0))
 # Sign patterns of the alignment score: all 2^r of them up to this r, else a fixed sample.
@@ -54,18 +55,6 @@ def initial_state(args: ReducedArgs) -> Float[Array, " 3r+2n"]:
     r"""``y(0)``: :math:`a_k = \sigma_{Ak}^2`, :math:`b_k = \sigma_{Bk}^2`, :math:`p_k = 0`,
     :math:`\nu^A_j = \eta_{Aj}^2`, :math:`\nu^B_j = \eta_{Bj}^2` (``K = I`` at infinite width)."""
     return jnp.concatenate([args.sigma2_a, args.sigma2_b, jnp.zeros_like(args.sigma2_a), args.eta2_a, args.eta2_b])
-
-
-def stage_value(values: Array, boundaries: Array, t) -> Array:
-    """The value of a stage schedule at time ``t``; a boundary belongs to the stage it starts.
-
-    ``values`` may carry trailing axes (e.g. ``(tau, gamma)`` per stage). A chain of selects
-    rather than a gather: it returns the stored value exactly and fuses into the caller.
-    """
-    value = values[-1]
-    for k in range(boundaries.shape[0] - 1, -1, -1):
-        value = jnp.where(t < boundaries[k], values[k], value)
-    return value
 
 
 def cosines(y: Float[Array, " 3r+2n"], r: int) -> tuple[Array, Array, Array]:

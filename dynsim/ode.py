@@ -31,7 +31,7 @@ from ._data import spectra
 from ._infinite import SOLVERS, integrate, resolve_solver
 from ._observables import COORDINATES, METRICS
 from ._runner import record_steps
-from ._schedule import stage_steps, steps_per_record
+from ._schedule import stage_steps, stage_value, steps_per_record
 from ._trajectory import Record
 
 DEFAULT_MAX_STEPS = 100_000
@@ -190,7 +190,7 @@ def _solve_one(args, ts, end, *, kind, solver, rtol, atol, max_steps):
         atol=atol,
         max_steps=max_steps,
     )
-    taus = jax.vmap(lambda t: _reduced.stage_value(args.taus, args.boundaries, t))(ts)
+    taus = jax.vmap(lambda t: stage_value(args.taus, args.boundaries, t))(ts)
     values = jax.vmap(lambda y, tau: _reduced.metrics(y, tau, args.lam, r, kind))(out.ys, taus)
     return values, out
 
