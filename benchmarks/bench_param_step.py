@@ -26,7 +26,8 @@ import jax.numpy as jnp
 from _common import timed, write_record
 
 import dynsim
-from dynsim._finite import init_state, latent_maps, make_step, plan_and_inputs
+from dynsim._finite import latent_maps, plan_and_inputs
+from dynsim._param import init_state, make_step
 
 R, N, BATCH, WIDTHS, TARGET_WIDTH = 16, 48, 1024, (256, 1024, 4096), 4096
 

@@ -22,7 +22,8 @@ CONTRASTIVE = ("infonce", "spectral")
 NORMALIZATIONS = ("population", "batch")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 PRECISIONS = ("float32", "float64")
-BACKENDS = ("param",)
+BACKENDS = ("param", "gram")
+INITS = ("auto", "bartlett", "exact")
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -44,7 +45,7 @@ def _check_number(field, value, *, low=None, strict=False, high=None, integer=Fa
         _fail(field, value, f"must be < {high}")
 
 
-def _check_choice(field, value, choices):
+def check_choice(field, value, choices):
     if value not in choices:
         _fail(field, value, f"must be one of {', '.join(map(repr, choices))}")
 
@@ -101,7 +102,7 @@ class DataConfig:
         _check_number("data.n", self.n, low=0, integer=True)
         if self.d is not None:
             _check_number("data.d", self.d, low=self.r + self.n, integer=True)
-        _check_choice("data.spectrum", self.spectrum, SPECTRA)
+        check_choice("data.spectrum", self.spectrum, SPECTRA)
         _check_number("data.kappa", self.kappa, low=1)
         if self.kappa_b is not None:
             _check_number("data.kappa_b", self.kappa_b, low=1)
@@ -113,7 +114,7 @@ class DataConfig:
             _fail("data.spectrum", self.spectrum, 'must be "list" when data.sigma or data.sigma_b is given')
         _check_number("data.noise", self.noise, low=0)
         _check_list("data.eta", self.eta, self.n, low=0, strict=False)
-        _check_choice("data.basis", self.basis, BASES)
+        check_choice("data.basis", self.basis, BASES)
 
     @property
     def dim(self) -> int:
@@ -144,7 +145,7 @@ class LossConfig:
         except (TypeError, ValueError):
             _fail("loss.stages", self.stages, "must be a list of [tau, duration] pairs")
         object.__setattr__(self, "stages", stages)
-        _check_choice("loss.kind", self.kind, LOSSES)
+        check_choice("loss.kind", self.kind, LOSSES)
         _check_number("loss.lam", self.lam, low=0, strict=True)
         if not stages:
             _fail("loss.stages", list(stages), "must hold at least one [tau, duration] pair")
@@ -178,10 +179,10 @@ class TrainConfig:
     def __post_init__(self):
         _check_number("train.lr", self.lr, low=0, strict=True)
         _check_number("train.batch", self.batch, low=1, integer=True)
-        _check_choice("train.normalization", self.normalization, NORMALIZATIONS)
-        _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("train.normalization", self.normalization, NORMALIZATIONS)
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _check_number("train.momentum", self.momentum, low=0, high=1)
-        _check_choice("train.precision", self.precision, PRECISIONS)
+        check_choice("train.precision", self.precision, PRECISIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,7 +194,11 @@ class RunConfig:
         seeds: independent runs per width, ``>= 1``.
         seed: base PRNG seed, ``>= 0``.
         record_every: training time between recorded points, ``> 0``.
-        backend: ``param`` (literal parameter-space model).
+        backend: ``param`` (literal parameter-space model, the reference) or ``gram`` (exact
+            Gram-space recursion, SPEC §6, whose cost does not depend on the width).
+        init: initial Gram matrix of the ``gram`` backend: ``bartlett`` (``K_0 ~ Wishart``,
+            needs ``m >= 2(r + n)``), ``exact`` (from the ``W_0`` the ``param`` backend draws with
+            the same key) or ``auto`` (``bartlett`` when it applies, else ``exact``).
         device: ``auto``, ``cpu`` or ``gpu``.
         alignment_samples: fresh pairs for the Monte-Carlo alignment score and loss, ``>= 2``.
         out: output directory of ``dynsim sweep``.
@@ -204,6 +209,7 @@ class RunConfig:
     seed: int = 0
     record_every: float = 20.0
     backend: str = "param"
+    init: str = "auto"
     device: str = "auto"
     alignment_samples: int = 1024
     out: str = "runs/default"
@@ -219,8 +225,9 @@ class RunConfig:
         _check_number("run.seeds", self.seeds, low=1, integer=True)
         _check_number("run.seed", self.seed, low=0, integer=True)
         _check_number("run.record_every", self.record_every, low=0, strict=True)
-        _check_choice("run.backend", self.backend, BACKENDS)
-        _check_choice("run.device", self.device, DEVICES)
+        check_choice("run.backend", self.backend, BACKENDS)
+        check_choice("run.init", self.init, INITS)
+        check_choice("run.device", self.device, DEVICES)
         _check_number("run.alignment_samples", self.alignment_samples, low=2, integer=True)
         if not isinstance(self.out, str) or not self.out:
             _fail("run.out", self.out, "must be a non-empty path")

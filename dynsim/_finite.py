@@ -1,9 +1,9 @@
-"""Finite-width simulation of the two-tower model by literal parameter-space SGD.
+"""What the finite-width backends of the two-tower model share.
 
-This is the reference implementation of the model (backend ``param``): every step draws
-a fresh batch, forms the ``B × m`` embeddings and the ``B × B`` similarity matrix, and
-differentiates the loss through them with ``jax.grad``. The update is
-``W <- W - lr * gamma(t) * grad_W L`` (SPEC §3), through optax.
+A backend (``_param``: literal SGD on ``W``; ``_gram``: the exact Gram-space recursion)
+supplies ``resolve_init`` and ``simulate_seed``; both read the same :class:`Plan` and
+:class:`Inputs`, draw the same batches from the same keys, record the latent Gram matrix
+``Q`` (SPEC §4) and leave the metrics to :func:`observe_seed`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import optax
 from ._config import Config
 from ._data import basis, latent_map, sample_latents, spectra
 from ._loss import LOSSES
-from ._model import embed, init_weights, latent_gram, similarity
 from ._observables import coordinates, metrics
-from ._runner import record_steps, scan_run
+from ._runner import record_steps
 from ._schedule import stage_index, stage_steps, steps_per_record
 
 
@@ -41,6 +40,7 @@ class Plan(NamedTuple):
     record_every: int
     samples: int
     dtype: str
+    init: str = "exact"  # how the initial state is drawn: "exact" (W_0) or "bartlett" (K_0 ~ Wishart)
 
 
 class Inputs(NamedTuple):
@@ -57,8 +57,11 @@ class Inputs(NamedTuple):
     lam: jax.Array
 
 
-def plan_and_inputs(config: Config, width: int, data_key: jax.Array) -> tuple[Plan, Inputs]:
-    """Split a configuration into the static :class:`Plan` and the traced :class:`Inputs`."""
+def plan_and_inputs(config: Config, width: int, data_key: jax.Array, init: str = "exact") -> tuple[Plan, Inputs]:
+    """Split a configuration into the static :class:`Plan` and the traced :class:`Inputs`.
+
+    ``init`` is a backend's resolved initialization (``resolve_init``), not ``"auto"``.
+    """
     data, train = config.data, config.train
     q = data.r + data.n
     dtype = jnp.dtype(train.precision)
@@ -77,6 +80,7 @@ def plan_and_inputs(config: Config, width: int, data_key: jax.Array) -> tuple[Pl
         record_every=steps_per_record(config.run.record_every, train.lr),
         samples=config.run.alignment_samples,
         dtype=train.precision,
+        init=init,
     )
     key_a, key_b = jax.random.split(data_key)
     taus = np.array([tau for tau, _ in config.loss.stages])
@@ -109,51 +113,17 @@ def latent_maps(inputs: Inputs) -> tuple[jax.Array, jax.Array]:
     )
 
 
-def batch_loss(weights, maps, latents, tau, lam, plan: Plan):
-    """Loss ``L`` of SPEC §3 on one batch: ``x = P u``, ``f = W x / Z``, ``s = f_A f_B^T``."""
-    (w_a, w_b), (p_a, p_b), (u_a, u_b) = weights, maps, latents
-    f_a = embed(w_a, p_a, u_a @ p_a.T, plan.normalization)
-    f_b = embed(w_b, p_b, u_b @ p_b.T, plan.normalization)
-    return LOSSES[plan.loss](similarity(f_a, f_b), tau, lam)
+def seed_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(init_key, step_key, eval_key)`` of one seed: the initial state, the batches, the metrics."""
+    init_key, step_key, eval_key = jax.random.split(key, 3)
+    return init_key, step_key, eval_key
 
 
-def make_step(plan: Plan, inputs: Inputs, maps, key):
-    """``step_fn(state, step)`` for state ``(weights, opt_state)``: one online-SGD step."""
-    opt = optimizer(plan)
-    dtype = jnp.dtype(plan.dtype)
-
-    def step_fn(state, step):
-        weights, opt_state = state
-        stage = stage_index(step, plan.steps_per_stage)
-        latents = sample_latents(jax.random.fold_in(key, step), plan.batch, plan.r, plan.n, dtype)
-        grads = jax.grad(batch_loss)(weights, maps, latents, inputs.taus[stage], inputs.lam, plan)
-        grads = jax.tree.map(lambda g: inputs.gammas[stage] * g, grads)
-        updates, opt_state = opt.update(grads, opt_state, weights)
-        return optax.apply_updates(weights, updates), opt_state
-
-    return step_fn
-
-
-def init_state(plan: Plan, key):
-    """Initial ``(weights, opt_state)``: ``W_A, W_B`` with iid ``N(0, 1/m)`` entries."""
-    weights = init_weights(key, plan.width, plan.d, jnp.dtype(plan.dtype))
-    return weights, optimizer(plan).init(weights)
-
-
-def simulate_seed(key, inputs: Inputs, plan: Plan):
-    """One seed's run: the latent Gram matrix ``Q`` at every record, and the divergence step.
-
-    Only ``Q`` (``2q × 2q``) leaves the scan; :func:`observe_seed` turns it into metrics.
-    """
-    init_key, step_key, _ = jax.random.split(key, 3)
-    maps = latent_maps(inputs)
-    return scan_run(
-        init_state(plan, init_key),
-        make_step(plan, inputs, maps, step_key),
-        lambda state, step: latent_gram(*state[0], *maps),
-        sum(plan.steps_per_stage),
-        plan.record_every,
-    )
+def step_inputs(plan: Plan, inputs: Inputs, step_key: jax.Array, step):
+    """What step ``step`` (0-based) sees: its fresh batch ``(u_A, u_B)``, ``tau`` and ``gamma``."""
+    stage = stage_index(step, plan.steps_per_stage)
+    latents = sample_latents(jax.random.fold_in(step_key, step), plan.batch, plan.r, plan.n, jnp.dtype(plan.dtype))
+    return latents, inputs.taus[stage], inputs.gammas[stage]
 
 
 def observe_seed(per_seed, inputs: Inputs, plan: Plan):
@@ -164,7 +134,7 @@ def observe_seed(per_seed, inputs: Inputs, plan: Plan):
     (the last stage's at the end).
     """
     key, grams = per_seed
-    eval_key = jax.random.split(key, 3)[2]
+    eval_key = seed_keys(key)[2]
     steps = record_steps(sum(plan.steps_per_stage), plan.record_every)
     taus = inputs.taus[stage_index(steps, plan.steps_per_stage)]
 

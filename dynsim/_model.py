@@ -23,6 +23,22 @@ def init_weights(key: Key, width: int, d: int, dtype) -> tuple[Array, Array]:
     )
 
 
+def bartlett_gram(key: Key, width: int, dim: int, dtype) -> Float[Array, "dim dim"]:
+    r"""A draw of :math:`K_0 = \Omega^T \Omega \sim \mathrm{Wishart}_{dim}(m, I/m)`, for
+    :math:`\Omega` (m × dim) with iid :math:`N(0, 1/m)` entries, in :math:`O(dim^3)` without
+    forming :math:`\Omega` (Bartlett decomposition).
+
+    :math:`K_0 = A A^T / m` with ``A`` lower triangular, :math:`A_{ii}^2 \sim \chi^2_{m-i}`
+    (``i = 0 .. dim-1``) and :math:`A_{ij} \sim N(0, 1)` below the diagonal, all independent.
+    Needs ``m >= dim`` (below, the Wishart is singular and this decomposition does not apply).
+    """
+    key_chi, key_normal = jax.random.split(key)
+    dof = (width - jnp.arange(dim)).astype(dtype)
+    diagonal = jnp.sqrt(2 * jax.random.gamma(key_chi, dof / 2, dtype=dtype))
+    lower = jnp.tril(jax.random.normal(key_normal, (dim, dim), dtype), -1) + jnp.diag(diagonal)
+    return lower @ lower.T / width
+
+
 def embed(
     weights: Float[Array, "m d"],
     latent_map: Float[Array, "d q"],
@@ -52,6 +68,25 @@ def embed(
 def similarity(f_a: Float[Array, "batch m"], f_b: Float[Array, "batch m"]) -> Float[Array, "batch batch"]:
     """``s_ij = <f_A(x_A^i), f_B(x_B^j)>``."""
     return f_a @ f_b.T
+
+
+def gram_similarity(
+    gram: Float[Array, "2q 2q"], u_a: Float[Array, "batch q"], u_b: Float[Array, "batch q"], normalization: str
+) -> Float[Array, "batch batch"]:
+    r"""``s_ij = <f_A(x_A^i), f_B(x_B^j)>`` from the latent Gram matrix ``Q`` alone (SPEC §6).
+
+    With ``x = P u`` the raw embedding is ``W_A x_A^i = L_A u_A^i`` (``L_A = W_A P_A``), so
+    :math:`s_{ij} = u_A^{i\,T} Q_{AB}\, u_B^j / (Z_A Z_B)` with :math:`Z_A^2 = \mathrm{tr}\, Q_{AA}`
+    (population) or :math:`\mathrm{mean}_i\, u_A^{i\,T} Q_{AA} u_A^i` (batch); likewise for B.
+    """
+    q = gram.shape[0] // 2
+    cross = (u_a @ gram[:q, q:]) @ u_b.T
+    if normalization == "population":
+        z_sq_a, z_sq_b = jnp.trace(gram[:q, :q]), jnp.trace(gram[q:, q:])
+    else:
+        z_sq_a = jnp.mean(jnp.sum((u_a @ gram[:q, :q]) * u_a, axis=1))
+        z_sq_b = jnp.mean(jnp.sum((u_b @ gram[q:, q:]) * u_b, axis=1))
+    return cross * jax.lax.rsqrt(z_sq_a * z_sq_b)
 
 
 def latent_gram(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from . import _finite
-from ._config import BACKENDS, Config, ConfigError, load_config
+from . import _gram, _param
+from ._config import BACKENDS, INITS, Config, ConfigError, check_choice, load_config
+from ._finite import observe_seed, plan_and_inputs
 from ._runner import SimulationDiverged, first_divergence, map_seeds, record_steps, seed_keys, select_devices
 from ._trajectory import Trajectory
 
-_BACKENDS = {"param": _finite}
+_BACKENDS = {"param": _param, "gram": _gram}
 
 
 def _check_count(name: str, value) -> int:
@@ -20,7 +21,11 @@ def _check_count(name: str, value) -> int:
 
 
 def simulate(
-    config: Config | dict | str, width: int | None = None, seeds: int | None = None, backend: str | None = None
+    config: Config | dict | str,
+    width: int | None = None,
+    seeds: int | None = None,
+    backend: str | None = None,
+    init: str | None = None,
 ) -> Trajectory:
     """Simulate the finite-width model for ``seeds`` independent runs at one width.
 
@@ -29,20 +34,26 @@ def simulate(
     training time. Seeds are a ``vmap`` of one single-seed run, sharded over every device
     of ``config.run.device``; the step loop runs inside ``lax.scan``. Seed ``i`` uses the key
     ``fold_in(fold_in(run_key, width), i)``, so its result does not depend on ``seeds`` or on
-    the device count. A second call that changes only values (tau, lam, kappa, noise,
+    the device count. Both backends draw the same batches from the same key; with
+    ``init="exact"`` the ``gram`` backend also starts from the same ``W_0`` as ``param`` and
+    follows the same trajectory up to rounding. A second call that changes only values (tau, lam, kappa, noise,
     spectra) reuses the compiled program.
 
     Args:
         config: a :class:`Config`, a nested dict or a TOML path.
         width: network width ``m``; default ``config.run.widths[0]``.
         seeds: number of seeds; default ``config.run.seeds``.
-        backend: ``"param"``; default ``config.run.backend``.
+        backend: ``"param"`` (literal SGD on ``W``, the reference) or ``"gram"`` (exact
+            Gram-space recursion, cost independent of width); default ``config.run.backend``.
+        init: ``"auto"``, ``"bartlett"`` or ``"exact"``, how the ``gram`` backend draws
+            ``K_0`` (``param`` always draws ``W_0``); default ``config.run.init``.
 
     Returns:
         The :class:`Trajectory`.
 
     Raises:
-        ConfigError: invalid configuration or arguments.
+        ConfigError: invalid configuration or arguments, or one the backend cannot run
+            (``gram`` with ``adam``; ``bartlett`` below width ``2(r + n)`` or with ``param``).
         DeviceUnavailable: ``config.run.device`` names a device kind JAX does not see.
         SimulationDiverged: a seed's state became NaN/Inf (names the seed, step and time).
 
@@ -59,13 +70,15 @@ def simulate(
     width = _check_count("width", config.run.widths[0] if width is None else width)
     seeds = _check_count("seeds", config.run.seeds if seeds is None else seeds)
     backend = config.run.backend if backend is None else backend
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend = {backend!r} is invalid: must be one of {', '.join(map(repr, BACKENDS))}")
+    init = config.run.init if init is None else init
+    check_choice("backend", backend, BACKENDS)
+    check_choice("init", init, INITS)
     system = _BACKENDS[backend]
+    init = system.resolve_init(config, width, init)
     devices = select_devices(config.run.device)
     with jax.enable_x64(config.train.precision == "float64"):
         data_key, keys = seed_keys(config.run.seed, width, seeds)
-        plan, inputs = system.plan_and_inputs(config, width, data_key)
+        plan, inputs = plan_and_inputs(config, width, data_key, init)
         records, diverged_at = map_seeds(system.simulate_seed, keys, inputs, plan, devices)
         steps = record_steps(sum(plan.steps_per_stage), plan.record_every)
         diverged_at = first_divergence(diverged_at, records, steps)
@@ -73,5 +86,5 @@ def simulate(
         if bad.size:
             step = int(diverged_at[bad[0]])
             raise SimulationDiverged(seed=int(bad[0]), step=step, time=step * config.train.lr, width=width)
-        coords, values = map_seeds(system.observe_seed, (keys, records), inputs, plan, devices)
+        coords, values = map_seeds(observe_seed, (keys, records), inputs, plan, devices)
     return Trajectory(times=steps * config.train.lr, **coords, metrics=values, width=width)

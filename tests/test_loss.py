@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from dynsim._data import sample_latents
-from dynsim._finite import Plan, batch_loss
+from dynsim._finite import Plan
 from dynsim._loss import infonce, positive, spectral
+from dynsim._param import batch_loss
 
 
 def numpy_infonce(s, tau, lam):

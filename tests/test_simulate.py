@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim import _finite
+from dynsim import _param
 
 TINY = {
     "data": {"r": 3, "n": 2},
@@ -71,13 +71,13 @@ def test_optimizers_and_normalizations_run(optimizer, normalization):
 
 
 def test_values_do_not_recompile_but_shapes_do(monkeypatch):
-    traces, original = [], _finite.simulate_seed
+    traces, original = [], _param.simulate_seed
 
     def counted(key, inputs, plan):
         traces.append(plan)
         return original(key, inputs, plan)
 
-    monkeypatch.setattr(_finite, "simulate_seed", counted)
+    monkeypatch.setattr(_param, "simulate_seed", counted)
     dynsim.simulate(_tiny(), width=16, seeds=2)
     changed = _tiny(
         data={"kappa": 2.5, "noise": 0.7},
@@ -116,7 +116,7 @@ def test_bad_arguments_raise_config_error():
     with pytest.raises(dynsim.ConfigError, match="seeds"):
         dynsim.simulate(_tiny(), width=8, seeds=0)
     with pytest.raises(dynsim.ConfigError, match="backend"):
-        dynsim.simulate(_tiny(), width=8, backend="gram")
+        dynsim.simulate(_tiny(), width=8, backend="literal")
 
 
 def test_multi_device_run_equals_single_device(tmp_path):
