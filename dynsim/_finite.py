@@ -26,7 +26,7 @@ from ._schedule import stage_index, stage_steps, steps_per_record
 class Plan(NamedTuple):
     """What fixes the compiled program: shapes, step counts and options (hashable, static)."""
 
-    width: int
+    width: int | None  # None when no shape depends on it (Gram space with a Bartlett K_0)
     r: int
     n: int
     d: int
@@ -55,18 +55,21 @@ class Inputs(NamedTuple):
     taus: jax.Array  # per stage
     gammas: jax.Array  # per stage: 1/tau with gradient rescaling, else 1
     lam: jax.Array
+    width: jax.Array  # m as a value, for what depends on it without a shape (the Wishart K_0)
 
 
 def plan_and_inputs(config: Config, width: int, data_key: jax.Array, init: str = "exact") -> tuple[Plan, Inputs]:
     """Split a configuration into the static :class:`Plan` and the traced :class:`Inputs`.
 
-    ``init`` is a backend's resolved initialization (``resolve_init``), not ``"auto"``.
+    ``init`` is a backend's resolved initialization (``resolve_init``), not ``"auto"``. With
+    ``"bartlett"`` no shape depends on the width, so it is left out of the plan and every
+    width shares one compiled program.
     """
     data, train = config.data, config.train
     q = data.r + data.n
     dtype = jnp.dtype(train.precision)
     plan = Plan(
-        width=width,
+        width=None if init == "bartlett" else width,
         r=data.r,
         n=data.n,
         d=data.dim,
@@ -92,6 +95,7 @@ def plan_and_inputs(config: Config, width: int, data_key: jax.Array, init: str =
         taus=jnp.asarray(taus, dtype),
         gammas=jnp.asarray(1.0 / taus if config.loss.rescale else np.ones_like(taus), dtype),
         lam=jnp.asarray(config.loss.lam, dtype),
+        width=jnp.asarray(width, dtype),
     )
     return plan, inputs
 

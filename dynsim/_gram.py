@@ -64,7 +64,7 @@ def initial_gram(key, inputs: Inputs, plan: Plan) -> jax.Array:
     """``K_0 = Omega_0^T Omega_0`` by ``plan.init``: ``bartlett`` or ``exact`` (from ``W_0``)."""
     dtype = jnp.dtype(plan.dtype)
     if plan.init == "bartlett":
-        return bartlett_gram(key, plan.width, 2 * (plan.r + plan.n), dtype)
+        return bartlett_gram(key, inputs.width, 2 * (plan.r + plan.n), dtype)
     w_a, w_b = init_weights(key, plan.width, plan.d, dtype)
     return latent_gram(w_a, w_b, inputs.columns_a, inputs.columns_b)
 

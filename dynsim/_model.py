@@ -23,7 +23,7 @@ def init_weights(key: Key, width: int, d: int, dtype) -> tuple[Array, Array]:
     )
 
 
-def bartlett_gram(key: Key, width: int, dim: int, dtype) -> Float[Array, "dim dim"]:
+def bartlett_gram(key: Key, width, dim: int, dtype) -> Float[Array, "dim dim"]:
     r"""A draw of :math:`K_0 = \Omega^T \Omega \sim \mathrm{Wishart}_{dim}(m, I/m)`, for
     :math:`\Omega` (m × dim) with iid :math:`N(0, 1/m)` entries, in :math:`O(dim^3)` without
     forming :math:`\Omega` (Bartlett decomposition).
@@ -31,6 +31,7 @@ def bartlett_gram(key: Key, width: int, dim: int, dtype) -> Float[Array, "dim di
     :math:`K_0 = A A^T / m` with ``A`` lower triangular, :math:`A_{ii}^2 \sim \chi^2_{m-i}`
     (``i = 0 .. dim-1``) and :math:`A_{ij} \sim N(0, 1)` below the diagonal, all independent.
     Needs ``m >= dim`` (below, the Wishart is singular and this decomposition does not apply).
+    ``width`` may be a traced value: no shape depends on it.
     """
     key_chi, key_normal = jax.random.split(key)
     dof = (width - jnp.arange(dim)).astype(dtype)

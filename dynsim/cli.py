@@ -60,6 +60,9 @@ def sweep(
     width: Annotated[list[str] | None, typer.Option(help="Width(s) m: repeat or comma-separate.")] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per width.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="param (literal SGD on W) | gram (exact Gram-space recursion, flat in width).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (default: run.out).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
@@ -75,6 +78,8 @@ def sweep(
         dynsim sweep --width 256,1024 --seeds 8 --set loss.kind=positive
 
         dynsim sweep --config my.toml --device gpu --out runs/gpu
+
+        dynsim sweep --backend gram --width 1000,10000,100000,1000000
     """
     try:
         resolved = load_config(config)
@@ -83,7 +88,7 @@ def sweep(
             section, key, value = parse_assignment(assignment)
             overrides.setdefault(section, {})[key] = value
         run = {"widths": _widths(width)} if width else {}
-        run.update({k: v for k, v in (("seeds", seeds), ("device", device)) if v is not None})
+        run.update({k: v for k, v in (("seeds", seeds), ("device", device), ("backend", backend)) if v is not None})
         run.update({"out": str(out)} if out is not None else {})
         overrides.setdefault("run", {}).update(run)
         resolved = with_overrides(resolved, overrides)

@@ -36,6 +36,16 @@ def test_sweep_writes_config_and_trajectories(tmp_path):
     np.testing.assert_allclose(trajectory.metrics["kappa_a"], again.metrics["kappa_a"], rtol=1e-6)
 
 
+def test_sweep_gram_backend_at_a_million_width(tmp_path):
+    out = tmp_path / "run"
+    result = dynsim_cli("sweep", "--backend", "gram", "--width", "1000000", "--seeds", "2", "--out", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    config = dynsim.load_config(out / "config.toml")
+    assert config.run.backend == "gram"
+    trajectory = dynsim.Trajectory.load(out / "width_1000000.npz")
+    np.testing.assert_allclose(trajectory.a, dynsim.simulate(config, width=10**6).a, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -44,6 +54,8 @@ def test_sweep_writes_config_and_trajectories(tmp_path):
         (["--set", "lam"], "section.key=value"),
         (["--config", "no/such.toml"], "does not exist"),
         (["--width", "abc"], "--width"),
+        (["--backend", "gram", "--set", "train.optimizer=adam"], "linear in the gradient"),
+        (["--backend", "literal"], "run.backend"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message):

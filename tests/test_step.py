@@ -54,7 +54,11 @@ def test_sgd_step_is_w_minus_lr_gamma_grad(key, kind, rescale):
     )
     gamma = 1 / tau if rescale else 1.0
     inputs = Inputs(
-        *([jnp.zeros(1)] * 6), taus=jnp.array([9.0, tau]), gammas=jnp.array([0.0, gamma]), lam=jnp.asarray(lam)
+        *([jnp.zeros(1)] * 6),
+        taus=jnp.array([9.0, tau]),
+        gammas=jnp.array([0.0, gamma]),
+        lam=jnp.asarray(lam),
+        width=jnp.asarray(width),
     )
     p_a, p_b = (np.asarray(jax.random.normal(k, (d, r + n), jnp.float64)) for k in jax.random.split(key))
     state = init_state(plan, key)
