@@ -23,7 +23,7 @@ test-all: install  ## every test, the slow ones included
 	$(PYTHON) -m pytest -q -m 'slow or not slow'
 
 bench: install  ## performance benchmarks (see benchmarks/)
-	$(PYTHON) benchmarks/bench_param_step.py
+	$(PYTHON) benchmarks/bench_steps.py
 	$(PYTHON) benchmarks/bench_ode.py
 
 lint: install

@@ -41,6 +41,7 @@ INVALID = [
     ({"run": {"seed": -1}}, "run.seed"),
     ({"run": {"record_every": 0}}, "run.record_every"),
     ({"run": {"backend": "gpu"}}, "run.backend"),
+    ({"run": {"init": "wishart"}}, "run.init"),
     ({"run": {"device": "tpu"}}, "run.device"),
     ({"run": {"alignment_samples": 1}}, "run.alignment_samples"),
 ]
