@@ -12,6 +12,23 @@ def key():
     return jax.random.PRNGKey(20261122)
 
 
+@pytest.fixture
+def count_traces(monkeypatch):
+    """``count_traces(backend_module)``: a list that gets the plan of every trace of its ``simulate_seed``."""
+
+    def patch(module):
+        traces, original = [], module.simulate_seed
+
+        def counted(key, inputs, plan):
+            traces.append(plan)
+            return original(key, inputs, plan)
+
+        monkeypatch.setattr(module, "simulate_seed", counted)
+        return traces
+
+    return patch
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; run by `make test-all`")
 

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 import dynsim
+from dynsim import _gram
 from dynsim._model import bartlett_gram
 
 NAMES = ("a", "b", "p", "nu_a", "nu_b")
@@ -139,29 +140,6 @@ def test_bartlett_law_equals_direct_sampling_two_sample_ks(key):
     assert stats.ks_2samp(wrong[0], direct[0]).pvalue < 1e-6
 
 
-def test_width_one_million_is_closer_to_the_ode_than_width_one_thousand():
-    # The ODE is the m -> infinity limit; the test_ode_vs_finite setting. At m = 1e3 the width
-    # error (~ sqrt(2/m) = 0.045 per Wishart entry) dominates; at m = 1e6 (1e-3) what is left is
-    # the Euler discretization floor of SGD at lr = 0.05 (about 1e-2; it shrinks ~ lr, not with m).
-    config = dynsim.load_config(
-        {
-            "data": {"r": 2, "n": 2, "kappa": 2.0, "noise": 0.5},
-            "loss": {"stages": [[1.0, 1.0], [2.0, 1.0]]},
-            "train": {"lr": 0.05, "batch": 256, "precision": "float64"},
-            "run": {"record_every": 0.5, "alignment_samples": 16},
-        }
-    )
-    solution = dynsim.ode.solve(config)
-    scale = {name: np.abs(getattr(solution, name)).max() for name in NAMES}
-    errors = {}
-    for width in (1000, 10**6):
-        trajectory = dynsim.simulate(config, width=width, seeds=4, backend="gram")
-        final = [np.abs(getattr(trajectory, n)[:, -1] - getattr(solution, n)[-1]).max(-1) / scale[n] for n in NAMES]
-        errors[width] = np.sqrt(np.mean(np.max(final, axis=0) ** 2))
-    assert np.all(np.isfinite(list(errors.values())))
-    assert errors[10**6] < errors[1000] / 3, errors
-
-
 def test_gram_refuses_what_it_cannot_run():
     with pytest.raises(dynsim.ConfigError, match=r"train.optimizer = 'adam'.*linear in the gradient.*'param'"):
         dynsim.simulate(_config(optimizer="adam"), width=64, backend="gram")
@@ -173,16 +151,8 @@ def test_gram_refuses_what_it_cannot_run():
         dynsim.simulate(_config(), width=64, backend="gram", init="wishart")
 
 
-def test_bartlett_widths_share_one_compiled_program(monkeypatch):
-    from dynsim import _gram
-
-    traces, original = [], _gram.simulate_seed
-
-    def counted(key, inputs, plan):
-        traces.append(plan)
-        return original(key, inputs, plan)
-
-    monkeypatch.setattr(_gram, "simulate_seed", counted)
+def test_bartlett_widths_share_one_compiled_program(count_traces):
+    traces = count_traces(_gram)
     for width in (100, 1000, 10**6):
         dynsim.simulate(_config(), width=width, seeds=2, backend="gram")
     assert len(traces) == 1

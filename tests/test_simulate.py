@@ -70,14 +70,8 @@ def test_optimizers_and_normalizations_run(optimizer, normalization):
     assert np.all(np.isfinite(trajectory.a))
 
 
-def test_values_do_not_recompile_but_shapes_do(monkeypatch):
-    traces, original = [], _param.simulate_seed
-
-    def counted(key, inputs, plan):
-        traces.append(plan)
-        return original(key, inputs, plan)
-
-    monkeypatch.setattr(_param, "simulate_seed", counted)
+def test_values_do_not_recompile_but_shapes_do(count_traces):
+    traces = count_traces(_param)
     dynsim.simulate(_tiny(), width=16, seeds=2)
     changed = _tiny(
         data={"kappa": 2.5, "noise": 0.7},
