@@ -24,6 +24,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 PRECISIONS = ("float32", "float64")
 BACKENDS = ("param", "gram")
 INITS = ("auto", "bartlett", "exact")
+GRAM_OPTIMIZERS = ("sgd", "momentum")  # linear in the gradient, so that W_t = W_0 Phi_t
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -233,12 +234,37 @@ class RunConfig:
             _fail("run.out", self.out, "must be a non-empty path")
 
 
+def check_backend(backend: str, init: str, optimizer: str) -> None:
+    """The width-independent rules of the backends (the ``gram`` width rule is in ``_gram``).
+
+    ``gram`` needs an optimizer linear in the gradient; ``param`` draws ``W_0`` itself, so a
+    Bartlett ``K_0`` means nothing to it.
+    """
+    check_choice("run.backend", backend, BACKENDS)
+    check_choice("run.init", init, INITS)
+    if backend == "gram" and optimizer not in GRAM_OPTIMIZERS:
+        _fail(
+            "train.optimizer",
+            optimizer,
+            f"backend 'gram' needs an optimizer linear in the gradient ({', '.join(map(repr, GRAM_OPTIMIZERS))}): "
+            f"its update W_t = W_0 Phi_t holds only for those; {optimizer!r} runs on backend 'param'",
+        )
+    if backend == "param" and init == "bartlett":
+        _fail(
+            "run.init",
+            init,
+            "backend 'param' draws W_0 itself; 'bartlett' samples K_0 in Gram space, which only backend 'gram' "
+            "does (use 'auto' or 'exact')",
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """A whole dynsim configuration: ``data``, ``loss``, ``train`` and ``run`` sections.
 
     Cross-section rules are checked here: contrastive losses need ``train.batch >= 2``,
-    and every stage must last at least half a step (``round(T_k / lr) >= 1``).
+    every stage must last at least half a step (``round(T_k / lr) >= 1``), and the backend
+    must support the optimizer and initialization (:func:`check_backend`).
 
     Example:
         >>> import dynsim
@@ -253,6 +279,7 @@ class Config:
     run: RunConfig = RunConfig()
 
     def __post_init__(self):
+        check_backend(self.run.backend, self.run.init, self.train.optimizer)
         if self.loss.kind in CONTRASTIVE and self.train.batch < 2:
             _fail("train.batch", self.train.batch, f"must be >= 2 for the contrastive loss {self.loss.kind!r}")
         for k, (_, duration) in enumerate(self.loss.stages):

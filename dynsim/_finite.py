@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from ._config import Config
-from ._data import basis, latent_map, sample_latents, spectra
+from ._data import basis, sample_latents, spectra
 from ._loss import LOSSES
 from ._observables import coordinates, metrics
 from ._runner import record_steps
@@ -44,7 +44,7 @@ class Plan(NamedTuple):
 
 
 class Inputs(NamedTuple):
-    """Values that do not change the program (traced): bases, spectra, schedule, ``lam``."""
+    """Values that do not change the program (traced): bases, spectra, schedule, ``lam``, width."""
 
     columns_a: jax.Array  # [U_A V_A], d × q
     columns_b: jax.Array
@@ -109,15 +109,7 @@ def optimizer(plan: Plan) -> optax.GradientTransformation:
     return optax.adam(plan.lr)
 
 
-def latent_maps(inputs: Inputs) -> tuple[jax.Array, jax.Array]:
-    """``(P_A, P_B)``, the ``d × q`` latent maps ``[U diag(sigma)  V diag(eta)]`` of both towers."""
-    return (
-        latent_map(inputs.columns_a, inputs.sigma_a, inputs.eta_a),
-        latent_map(inputs.columns_b, inputs.sigma_b, inputs.eta_b),
-    )
-
-
-def seed_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def split_seed_key(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(init_key, step_key, eval_key)`` of one seed: the initial state, the batches, the metrics."""
     init_key, step_key, eval_key = jax.random.split(key, 3)
     return init_key, step_key, eval_key
@@ -138,7 +130,7 @@ def observe_seed(per_seed, inputs: Inputs, plan: Plan):
     (the last stage's at the end).
     """
     key, grams = per_seed
-    eval_key = seed_keys(key)[2]
+    eval_key = split_seed_key(key)[2]
     steps = record_steps(sum(plan.steps_per_stage), plan.record_every)
     taus = inputs.taus[stage_index(steps, plan.steps_per_stage)]
 

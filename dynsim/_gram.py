@@ -23,27 +23,18 @@ import jax.numpy as jnp
 import optax
 
 from ._config import Config, ConfigError
-from ._finite import Inputs, Plan, optimizer, seed_keys, step_inputs
+from ._finite import Inputs, Plan, optimizer, split_seed_key, step_inputs
 from ._loss import LOSSES
 from ._model import bartlett_gram, gram_similarity, init_weights, latent_gram
 from ._runner import scan_run
 
-LINEAR_OPTIMIZERS = ("sgd", "momentum")
-
 
 def resolve_init(config: Config, width: int, init: str) -> str:
-    """The initialization for ``init`` at this width; refuses what this backend cannot run.
+    """The initialization for ``init`` at this width (``_config.check_backend`` has run).
 
     ``auto`` is ``bartlett`` when ``m >= 2(r + n)`` and ``exact`` below, where the Wishart
-    is singular. Optimizers that are not linear in the gradient (adam) are refused.
+    is singular; ``bartlett`` below that width is refused.
     """
-    opt = config.train.optimizer
-    if opt not in LINEAR_OPTIMIZERS:
-        raise ConfigError(
-            f"train.optimizer = {opt!r} is invalid for backend 'gram': the Gram-space update "
-            f"W_t = W_0 Phi_t needs an optimizer linear in the gradient ({', '.join(map(repr, LINEAR_OPTIMIZERS))}); "
-            f"{opt!r} runs on backend 'param'"
-        )
     dim = 2 * (config.data.r + config.data.n)
     if init == "auto":
         return "bartlett" if width >= dim else "exact"
@@ -94,7 +85,7 @@ def make_step(plan: Plan, inputs: Inputs, gram0, key):
 def simulate_seed(key, inputs: Inputs, plan: Plan):
     """One seed's run: the latent Gram matrix ``Q = D Phi^T K_0 Phi D`` at every record, and
     the divergence step (same keys, batches and records as ``_param.simulate_seed``)."""
-    init_key, step_key, _ = seed_keys(key)
+    init_key, step_key, _ = split_seed_key(key)
     gram0 = initial_gram(init_key, inputs, plan)
     scales = latent_scales(inputs)
     phi = jnp.eye(gram0.shape[0], dtype=gram0.dtype)

@@ -12,22 +12,26 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._config import Config, ConfigError
-from ._finite import Inputs, Plan, latent_maps, optimizer, seed_keys, step_inputs
+from ._config import Config
+from ._data import latent_map
+from ._finite import Inputs, Plan, optimizer, split_seed_key, step_inputs
 from ._loss import LOSSES
 from ._model import embed, init_weights, latent_gram, similarity
 from ._runner import scan_run
 
 
 def resolve_init(config: Config, width: int, init: str) -> str:
-    """The initialization this backend uses for ``init``: it always draws ``W_0`` (``"exact"``)."""
-    del config, width
-    if init == "bartlett":
-        raise ConfigError(
-            "init = 'bartlett' is invalid for backend 'param': it samples K_0 in Gram space, which only "
-            "backend 'gram' does; the param backend draws W_0 itself (use init 'auto' or 'exact')"
-        )
+    """The initialization this backend uses: it always draws ``W_0`` (``"exact"``)."""
+    del config, width, init
     return "exact"
+
+
+def latent_maps(inputs: Inputs) -> tuple[jax.Array, jax.Array]:
+    """``(P_A, P_B)``, the ``d × q`` latent maps ``[U diag(sigma)  V diag(eta)]`` of both towers."""
+    return (
+        latent_map(inputs.columns_a, inputs.sigma_a, inputs.eta_a),
+        latent_map(inputs.columns_b, inputs.sigma_b, inputs.eta_b),
+    )
 
 
 def batch_loss(weights, maps, latents, tau, lam, plan: Plan):
@@ -64,7 +68,7 @@ def simulate_seed(key, inputs: Inputs, plan: Plan):
 
     Only ``Q`` (``2q × 2q``) leaves the scan; ``_finite.observe_seed`` turns it into metrics.
     """
-    init_key, step_key, _ = seed_keys(key)
+    init_key, step_key, _ = split_seed_key(key)
     maps = latent_maps(inputs)
     return scan_run(
         init_state(plan, init_key),

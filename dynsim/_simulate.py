@@ -6,12 +6,26 @@ import jax
 import numpy as np
 
 from . import _gram, _param
-from ._config import BACKENDS, INITS, Config, ConfigError, check_choice, load_config
+from ._config import Config, ConfigError, check_backend, load_config
 from ._finite import observe_seed, plan_and_inputs
 from ._runner import SimulationDiverged, first_divergence, map_seeds, record_steps, seed_keys, select_devices
 from ._trajectory import Trajectory
 
 _BACKENDS = {"param": _param, "gram": _gram}
+
+
+def backend_and_init(
+    config: Config, width: int, backend: str | None = None, init: str | None = None
+) -> tuple[str, str]:
+    """The backend of a run at ``width`` and its resolved initialization (``run.*`` by default).
+
+    Raises:
+        ConfigError: a combination the backend cannot run.
+    """
+    backend = config.run.backend if backend is None else backend
+    init = config.run.init if init is None else init
+    check_backend(backend, init, config.train.optimizer)
+    return backend, _BACKENDS[backend].resolve_init(config, width, init)
 
 
 def _check_count(name: str, value) -> int:
@@ -69,12 +83,8 @@ def simulate(
     config = load_config(config)
     width = _check_count("width", config.run.widths[0] if width is None else width)
     seeds = _check_count("seeds", config.run.seeds if seeds is None else seeds)
-    backend = config.run.backend if backend is None else backend
-    init = config.run.init if init is None else init
-    check_choice("backend", backend, BACKENDS)
-    check_choice("init", init, INITS)
+    backend, init = backend_and_init(config, width, backend, init)
     system = _BACKENDS[backend]
-    init = system.resolve_init(config, width, init)
     devices = select_devices(config.run.device)
     with jax.enable_x64(config.train.precision == "float64"):
         data_key, keys = seed_keys(config.run.seed, width, seeds)

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ._config import ConfigError, load_config, parse_assignment, with_overrides
 from ._runner import DeviceUnavailable, SimulationDiverged
-from ._simulate import simulate
+from ._simulate import backend_and_init, simulate
 
 app = typer.Typer(
     help="dynsim: training dynamics of contrastive multimodal learning at finite and infinite width.",
@@ -92,6 +92,8 @@ def sweep(
         run.update({"out": str(out)} if out is not None else {})
         overrides.setdefault("run", {}).update(run)
         resolved = with_overrides(resolved, overrides)
+        for m in resolved.run.widths:  # refuse before anything is written
+            backend_and_init(resolved, m)
         out_dir = Path(resolved.run.out)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.toml").write_text(tomli_w.dumps(resolved.to_dict()))

@@ -56,10 +56,13 @@ def test_sweep_gram_backend_at_a_million_width(tmp_path):
         (["--width", "abc"], "--width"),
         (["--backend", "gram", "--set", "train.optimizer=adam"], "linear in the gradient"),
         (["--backend", "literal"], "run.backend"),
+        (["--backend", "gram", "--set", "run.init=bartlett", "--width", "1000,7"], "width 7"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
-    result = dynsim_cli("sweep", "--out", str(tmp_path), *args)
+    out = tmp_path / "run"
+    result = dynsim_cli("sweep", "--out", str(out), *args)
+    assert not out.exists()  # refused before anything is written
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

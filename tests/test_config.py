@@ -42,6 +42,8 @@ INVALID = [
     ({"run": {"record_every": 0}}, "run.record_every"),
     ({"run": {"backend": "gpu"}}, "run.backend"),
     ({"run": {"init": "wishart"}}, "run.init"),
+    ({"run": {"init": "bartlett"}}, "run.init"),  # the default backend, param, draws W_0
+    ({"run": {"backend": "gram"}, "train": {"optimizer": "adam"}}, "train.optimizer"),
     ({"run": {"device": "tpu"}}, "run.device"),
     ({"run": {"alignment_samples": 1}}, "run.alignment_samples"),
 ]
