@@ -40,15 +40,20 @@ def resolve_init(config: Config, width: int, init: str) -> str:
         return "bartlett" if width >= dim else "exact"
     if init == "bartlett" and width < dim:
         raise ConfigError(
-            f"init = 'bartlett' is invalid at width {width}: the Wishart K_0 is singular below "
+            f"run.init = 'bartlett' is invalid at width {width}: the Wishart K_0 is singular below "
             f"m = 2(r + n) = {dim}; use init 'exact' or 'auto'"
         )
     return init
 
 
 def latent_scales(inputs: Inputs) -> jax.Array:
-    """``D = (sigma_A, eta_A, sigma_B, eta_B)``: the latent Gram matrix is ``Q = D K D``."""
+    """``D = (sigma_A, eta_A, sigma_B, eta_B)``, the diagonal of :func:`latent_gram_of`."""
     return jnp.concatenate([inputs.sigma_a, inputs.eta_a, inputs.sigma_b, inputs.eta_b])
+
+
+def latent_gram_of(gram, scales) -> jax.Array:
+    """The latent Gram matrix ``Q = D K D`` of SPEC §4 from ``K = Omega^T Omega``."""
+    return scales[:, None] * gram * scales[None, :]
 
 
 def initial_gram(key, inputs: Inputs, plan: Plan) -> jax.Array:
@@ -62,8 +67,7 @@ def initial_gram(key, inputs: Inputs, plan: Plan) -> jax.Array:
 
 def gram_loss(gram, scales, latents, tau, lam, plan: Plan):
     """The batch loss ``l(K)`` of SPEC §3 as a function of ``K`` (``Q = D K D``)."""
-    latent = scales[:, None] * gram * scales[None, :]
-    return LOSSES[plan.loss](gram_similarity(latent, *latents, plan.normalization), tau, lam)
+    return LOSSES[plan.loss](gram_similarity(latent_gram_of(gram, scales), *latents, plan.normalization), tau, lam)
 
 
 def make_step(plan: Plan, inputs: Inputs, gram0, key):
@@ -88,16 +92,11 @@ def simulate_seed(key, inputs: Inputs, plan: Plan):
     init_key, step_key, _ = split_seed_key(key)
     gram0 = initial_gram(init_key, inputs, plan)
     scales = latent_scales(inputs)
-    phi = jnp.eye(gram0.shape[0], dtype=gram0.dtype)
-
-    def observe(state, step):
-        phi = state[0]
-        return scales[:, None] * (phi.T @ gram0 @ phi) * scales[None, :]
-
+    identity = jnp.eye(gram0.shape[0], dtype=gram0.dtype)
     return scan_run(
-        (phi, optimizer(plan).init(phi)),
+        (identity, optimizer(plan).init(identity)),
         make_step(plan, inputs, gram0, step_key),
-        observe,
+        lambda state, step: latent_gram_of(state[0].T @ gram0 @ state[0], scales),
         sum(plan.steps_per_stage),
         plan.record_every,
     )
