@@ -202,6 +202,8 @@ class RunConfig:
             the same key) or ``auto`` (``bartlett`` when it applies, else ``exact``).
         device: ``auto``, ``cpu`` or ``gpu``.
         alignment_samples: fresh pairs for the Monte-Carlo alignment score and loss, ``>= 2``.
+        seed_chunk: seeds simulated (and saved) together by ``dynsim sweep``, ``>= 1``; a run
+            that is interrupted loses at most one chunk.
         out: output directory of ``dynsim sweep``.
     """
 
@@ -213,6 +215,7 @@ class RunConfig:
     init: str = "auto"
     device: str = "auto"
     alignment_samples: int = 1024
+    seed_chunk: int = 4
     out: str = "runs/default"
 
     def __post_init__(self):
@@ -230,6 +233,7 @@ class RunConfig:
         check_choice("run.init", self.init, INITS)
         check_choice("run.device", self.device, DEVICES)
         _check_number("run.alignment_samples", self.alignment_samples, low=2, integer=True)
+        _check_number("run.seed_chunk", self.seed_chunk, low=1, integer=True)
         if not isinstance(self.out, str) or not self.out:
             _fail("run.out", self.out, "must be a non-empty path")
 

@@ -116,15 +116,19 @@ def select_devices(kind: str) -> list:
         ) from None
 
 
-def seed_keys(base_seed: int, width: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
-    """``(data_key, keys)``: a key for what all runs share, and one key per seed.
+def seed_keys(base_seed: int, width: int, num_seeds: int, first: int = 0) -> tuple[jax.Array, jax.Array]:
+    """``(data_key, keys)``: a key for what all runs share, and one key per seed
+    ``first, ..., first + num_seeds - 1``.
 
     The per-seed key is ``fold_in(fold_in(run_key, width), index)``, derived on the host,
-    so a seed's result depends on neither the number of seeds nor the devices.
+    so a seed's result depends on neither the number of seeds, the chunk it runs in, nor
+    the devices.
     """
     data_key, run_key = jax.random.split(jax.random.PRNGKey(base_seed))
-    width_key = jax.random.fold_in(run_key, width)
-    keys = jnp.stack([jax.random.fold_in(width_key, i) for i in range(num_seeds)])
+    width_key = jax.random.fold_in(run_key, width % 2**32)
+    if width >= 2**32:  # fold_in takes 32 bits: fold the high word in as well
+        width_key = jax.random.fold_in(width_key, width // 2**32)
+    keys = jnp.stack([jax.random.fold_in(width_key, i) for i in range(first, first + num_seeds)])
     return data_key, keys
 
 

@@ -40,6 +40,7 @@ def simulate(
     seeds: int | None = None,
     backend: str | None = None,
     init: str | None = None,
+    first_seed: int = 0,
 ) -> Trajectory:
     """Simulate the finite-width model for ``seeds`` independent runs at one width.
 
@@ -57,6 +58,8 @@ def simulate(
         config: a :class:`Config`, a nested dict or a TOML path.
         width: network width ``m``; default ``config.run.widths[0]``.
         seeds: number of seeds; default ``config.run.seeds``.
+        first_seed: index of the first seed: the run holds seeds ``first_seed ..
+            first_seed + seeds - 1`` (a chunk of a larger set), default 0.
         backend: ``"param"`` (literal SGD on ``W``, the reference) or ``"gram"`` (exact
             Gram-space recursion, cost independent of width); default ``config.run.backend``.
         init: ``"auto"``, ``"bartlett"`` or ``"exact"``, how the ``gram`` backend draws
@@ -83,11 +86,13 @@ def simulate(
     config = load_config(config)
     width = _check_count("width", config.run.widths[0] if width is None else width)
     seeds = _check_count("seeds", config.run.seeds if seeds is None else seeds)
+    if isinstance(first_seed, bool) or not isinstance(first_seed, (int, np.integer)) or first_seed < 0:
+        raise ConfigError(f"first_seed = {first_seed!r} is invalid: must be an integer >= 0")
     backend, init = backend_and_init(config, width, backend, init)
     system = _BACKENDS[backend]
     devices = select_devices(config.run.device)
     with jax.enable_x64(config.train.precision == "float64"):
-        data_key, keys = seed_keys(config.run.seed, width, seeds)
+        data_key, keys = seed_keys(config.run.seed, width, seeds, first_seed)
         plan, inputs = plan_and_inputs(config, width, data_key, init)
         records, diverged_at = map_seeds(system.simulate_seed, keys, inputs, plan, devices)
         steps = record_steps(sum(plan.steps_per_stage), plan.record_every)
@@ -95,6 +100,6 @@ def simulate(
         bad = np.flatnonzero(diverged_at >= 0)
         if bad.size:
             step = int(diverged_at[bad[0]])
-            raise SimulationDiverged(seed=int(bad[0]), step=step, time=step * config.train.lr, width=width)
+            raise SimulationDiverged(seed=first_seed + int(bad[0]), step=step, time=step * config.train.lr, width=width)
         coords, values = map_seeds(observe_seed, (keys, records), inputs, plan, devices)
     return Trajectory(times=steps * config.train.lr, **coords, metrics=values, width=width)

@@ -1,23 +1,40 @@
-"""The ``dynsim`` command line.
+"""The ``dynsim`` command line: ``sweep``, ``ode``, ``compare``, ``plot``, ``show``.
 
-Every user error (bad option, bad ``--set``, missing file, invalid config, missing
-device) exits with status 2 and one line on stderr, never a traceback.
+Every user error (unknown option, bad ``--set``, missing file, invalid config, missing
+device, a run directory of another configuration) exits with status 2 and one line on
+stderr, never a traceback; a diverged simulation exits with status 1.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
-import tomli_w
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from ._config import ConfigError, load_config, parse_assignment, with_overrides
-from ._runner import DeviceUnavailable, SimulationDiverged
-from ._simulate import backend_and_init, simulate
+from . import ode as ode_module
+from ._compare import comparison_of_dataset
+from ._config import Config, ConfigError, load_config, parse_assignment, with_overrides
+from ._figures import draw, metric_trajectories
+from ._results import (
+    ENGINE,
+    FLOOR_PREFIX,
+    ODE_PREFIX,
+    describe,
+    final_summary,
+    load,
+    part_done,
+    record_dataset,
+    write_atomic,
+    write_csv,
+)
+from ._runner import DeviceUnavailable, SimulationDiverged, select_devices
+from ._sweep import parts, prepare, run_sweep, steps_per_seed
 
 app = typer.Typer(
     help="dynsim: training dynamics of contrastive multimodal learning at finite and infinite width.",
@@ -26,94 +43,301 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-@app.callback()
-def _group():
-    """dynsim: training dynamics of contrastive multimodal learning at finite and infinite width."""
-
-
 SUMMARY_METRICS = ("rho_min", "kappa_a", "balance", "nsr", "alignment", "loss")
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")]
+WidthOption = Annotated[list[str] | None, typer.Option(help="Width(s) m: repeat or comma-separate.")]
+SeedsOption = Annotated[int | None, typer.Option(help="Seeds per width.")]
+DeviceOption = Annotated[str | None, typer.Option(help="auto | cpu | gpu.")]
+OutOption = Annotated[Path | None, typer.Option(help="Run directory (default: run.out).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables; errors only.")]
 
 
-def _fail(message: str, code: int = 2):
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+class _Fail(Exception):
+    """A user error: one line on stderr, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
 
 
 def _widths(values: list[str]) -> list[int]:
     try:
         return [int(w) for value in values for w in value.split(",") if w.strip()]
     except ValueError:
-        _fail(f"--width {values!r} must be integers, e.g. --width 256 --width 1024 or --width 256,1024")
+        raise _Fail(f"--width {values!r} must be integers, e.g. --width 256 --width 1024 or --width 256,1024") from None
 
 
-def _summary(trajectory) -> dict[str, str]:
+def _resolve(config, set_, run: dict) -> Config:
+    """The configuration of a command: file or default, then ``--set``, then the options."""
+    overrides: dict[str, dict] = {}
+    for assignment in set_ or []:
+        section, key, value = parse_assignment(assignment)
+        overrides.setdefault(section, {})[key] = value
+    overrides.setdefault("run", {}).update({k: v for k, v in run.items() if v is not None})
+    resolved = with_overrides(load_config(config), overrides)
+    select_devices(resolved.run.device)  # fail now, in one line, if the device is missing
+    return resolved
+
+
+def _run_options(width, seeds, device, backend, out) -> dict:
     return {
-        name: f"{np.mean(values[:, -1]):.4g} ± {np.std(values[:, -1]):.2g}"
-        for name, values in ((name, trajectory.metrics[name]) for name in SUMMARY_METRICS)
+        "widths": _widths(width) if width else None,
+        "seeds": seeds,
+        "device": device,
+        "backend": backend,
+        "out": None if out is None else str(out),
     }
+
+
+class _StepsPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text("" if task.speed is None else f"{task.speed:,.0f} steps/s")
+
+
+def _sweep_with_progress(config: Config, quiet: bool, **options):
+    """:func:`run_sweep` with a progress bar over the SGD steps of its unfinished parts."""
+    run_dir = prepare(config)
+    todo = [p for p in parts(config, options.get("floor", False)) if not part_done(run_dir, p.name)]
+    total = sum(p.count for p in todo) * steps_per_seed(config)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _StepsPerSecond(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
+        task = progress.add_task("SGD steps", total=total)
+
+        def advance(part, steps):
+            progress.update(task, advance=steps, description=f"width {part.width}, seeds {part.first}+")
+
+        return run_sweep(config, on_part=advance, **options)
+
+
+def _metrics_table(title: str, rows: list[tuple[str, dict]]) -> Table:
+    table = Table(title=title)
+    table.add_column("width", justify="right")
+    for name in SUMMARY_METRICS:
+        table.add_column(name, justify="right")
+    for label, values in rows:
+        table.add_row(label, *[values.get(name, "") for name in SUMMARY_METRICS])
+    return table
+
+
+def _final_rows(rows: list[dict]) -> list[tuple[str, dict]]:
+    """Rows of :func:`final_summary` as table cells: ``mean ± sd`` (the ODE's without sd)."""
+
+    def cell(row, name):
+        if f"{name}_mean" not in row:
+            return ""
+        mean = f"{row[f'{name}_mean']:.4g}"
+        return mean if row["width"] == "inf" else f"{mean} ± {row[f'{name}_sd']:.2g}"
+
+    return [
+        ("∞ (ODE)" if row["width"] == "inf" else str(row["width"]), {n: cell(row, n) for n in SUMMARY_METRICS})
+        for row in rows
+    ]
+
+
+def _comparison_table(comparison) -> Table:
+    columns = {"sup over time": "sup_all", "final time": "final_all", "a (sup)": "sup_a", "p (sup)": "sup_p"}
+    columns["nu_a (sup)"] = "sup_nu_a"
+    table = Table(title="relative error to the ODE, mean ± sd over seeds")
+    for column in ("width", *columns):
+        table.add_column(column, justify="right")
+    for row in comparison.rows():
+        cells = [
+            f"{row[f'{k}_mean']:.3g} ± {row[f'{k}_sd']:.2g}" if f"{k}_mean" in row else "" for k in columns.values()
+        ]
+        table.add_row(str(row["width"]), *cells)
+    return table
+
+
+def _slope_line(comparison) -> str:
+    low, high = comparison.slope_ci
+    return (
+        f"slope of log error vs log width: {comparison.slope:.3f} (95% CI {low:.3f} .. {high:.3f}; theory -0.5); "
+        f"SGD floor (width 1e12, same batch and lr): {comparison.floor:.3g} ± {comparison.floor_sd:.2g}"
+    )
+
+
+def _finish(dataset, run_dir: Path, quiet: bool, comparison=None) -> None:
+    draw(dataset, comparison, run_dir / "figures")
+    if quiet:
+        return
+    console = Console(width=max(Console().width, 150))
+    title = f"final metrics, mean ± sd over {dataset.sizes['seed']} seeds"
+    console.print(_metrics_table(title, _final_rows(final_summary(dataset))))
+    if comparison is not None:
+        console.print(_comparison_table(comparison))
+        console.print(_slope_line(comparison))
+    console.print(f"results in {run_dir}/ (dynsim.load({str(run_dir)!r}); figures in {run_dir / 'figures'}/)")
+
+
+@app.callback()
+def _group():
+    """dynsim: training dynamics of contrastive multimodal learning at finite and infinite width."""
 
 
 @app.command()
 def sweep(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")] = None,
-    width: Annotated[list[str] | None, typer.Option(help="Width(s) m: repeat or comma-separate.")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Seeds per width.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
+    config: ConfigOption = None,
+    width: WidthOption = None,
+    seeds: SeedsOption = None,
+    device: DeviceOption = None,
     backend: Annotated[
         str | None, typer.Option(help="param (literal SGD on W) | gram (exact Gram-space recursion, flat in width).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output directory (default: run.out).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    out: OutOption = None,
+    set_: SetOption = None,
+    with_ode: Annotated[bool, typer.Option("--ode", help="Add the infinite-width ODE overlay.")] = False,
+    quiet: QuietOption = False,
 ):
-    """Simulate the finite-width model at each width and print the final metrics.
+    """Simulate the finite-width model at each width, save, plot and summarize.
 
-    Writes OUT/config.toml (the resolved config) and OUT/width_<m>.npz (trajectories).
+    OUT holds config.toml, parts/ (one netCDF file per width and seed chunk, written
+    atomically), ode.nc (with --ode), summary.csv, figures/*.png and run.log. Running the
+    same command again resumes: finished parts are skipped.
 
     Examples:
 
-        dynsim sweep
+        dynsim sweep --ode
 
-        dynsim sweep --width 256,1024 --seeds 8 --set loss.kind=positive
+        dynsim sweep --width 256,1024 --seeds 8 --set loss.kind=positive --out runs/positive
 
         dynsim sweep --config my.toml --device gpu --out runs/gpu
 
-        dynsim sweep --backend gram --width 1000,10000,100000,1000000
+        dynsim sweep --backend gram --width 1000,10000,100000,1000000 --ode
     """
-    try:
-        resolved = load_config(config)
-        overrides: dict[str, dict] = {}
-        for assignment in set_ or []:
-            section, key, value = parse_assignment(assignment)
-            overrides.setdefault(section, {})[key] = value
-        run = {"widths": _widths(width)} if width else {}
-        run.update({k: v for k, v in (("seeds", seeds), ("device", device), ("backend", backend)) if v is not None})
-        run.update({"out": str(out)} if out is not None else {})
-        overrides.setdefault("run", {}).update(run)
-        resolved = with_overrides(resolved, overrides)
-        for m in resolved.run.widths:  # refuse before anything is written
-            backend_and_init(resolved, m)
-        out_dir = Path(resolved.run.out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.toml").write_text(tomli_w.dumps(resolved.to_dict()))
-        table = Table(title=f"final metrics, mean ± sd over {resolved.run.seeds} seeds")
-        table.add_column("width", justify="right")
-        for name in SUMMARY_METRICS:
-            table.add_column(name, justify="right")
-        for m in resolved.run.widths:
-            trajectory = simulate(resolved, width=m)
-            trajectory.save(out_dir / f"width_{m}.npz")
-            table.add_row(str(m), *_summary(trajectory).values())
-    except (ConfigError, DeviceUnavailable, OSError) as err:
-        _fail(str(err))
-    except SimulationDiverged as err:
-        _fail(str(err), code=1)
+    resolved = _resolve(config, set_, _run_options(width, seeds, device, backend, out))
+    dataset = _sweep_with_progress(resolved, quiet, with_ode=with_ode)
+    _finish(dataset, Path(resolved.run.out), quiet)
+
+
+@app.command()
+def compare(
+    config: ConfigOption = None,
+    width: WidthOption = None,
+    seeds: SeedsOption = None,
+    device: DeviceOption = None,
+    backend: Annotated[str, typer.Option(help="gram (default; exact, flat in width) | param.")] = "gram",
+    out: OutOption = None,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+):
+    """Finite widths against the infinite-width ODE: error table, fitted slope, SGD floor, figures.
+
+    Runs the widths (and a width-10^12 run on the Gram backend that measures the SGD floor),
+    solves the ODE on the same grid and writes comparison.csv and figures/error_vs_width.png
+    beside the sweep's outputs. Resumable like sweep.
+
+    Examples:
+
+        dynsim compare --width 256,1024,4096,16384 --seeds 8
+
+        dynsim compare --set train.batch=256 --set train.lr=0.05 --out runs/compare
+    """
+    resolved = _resolve(config, set_, _run_options(width, seeds, device, backend, out))
+    if len(set(resolved.run.widths)) < 2:
+        raise _Fail(f"--width {list(resolved.run.widths)} must hold at least two distinct widths to fit a slope")
+    dataset = _sweep_with_progress(resolved, quiet, floor=True)
+    comparison = comparison_of_dataset(dataset)
+    run_dir = Path(resolved.run.out)
+    write_csv(run_dir / "comparison.csv", comparison.rows(), footer=_slope_line(comparison))
+    _finish(dataset, run_dir, quiet, comparison)
+
+
+@app.command()
+def ode(
+    config: ConfigOption = None,
+    out: OutOption = None,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+):
+    """Solve the infinite-width reduced ODE of a configuration; write ode.nc and a figure.
+
+    Examples:
+
+        dynsim ode
+
+        dynsim ode --set loss.kind=positive --set "loss.stages=[[1.0, 400.0]]" --out runs/ode
+    """
+    resolved = _resolve(config, set_, _run_options(None, None, None, None, out))
+    dataset = record_dataset(ode_module.solve(resolved), prefix=ODE_PREFIX)
+    run_dir = Path(resolved.run.out)
+    (run_dir / "figures").mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "ode.nc", lambda p: dataset.to_netcdf(p, engine=ENGINE))
+    figure = metric_trajectories(
+        dataset.assign_attrs(describe(resolved), backend="ode"), run_dir / "figures" / "ode.png"
+    )
     if not quiet:
-        Console(width=max(Console().width, 140)).print(table)
-        Console().print(f"trajectories written to {out_dir}/")
+        final = dataset.isel(time=-1)
+        values = {n: f"{float(final[ODE_PREFIX + n]):.4g}" for n in SUMMARY_METRICS if ODE_PREFIX + n in final}
+        Console(width=max(Console().width, 150)).print(_metrics_table("infinite width, final time", [("∞", values)]))
+        Console().print(f"written {run_dir / 'ode.nc'} and {figure}")
+
+
+@app.command()
+def plot(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep or compare.")]):
+    """Redraw the figures of a finished run from its saved data.
+
+    Example:
+
+        dynsim plot runs/default
+    """
+    dataset = _load(run_dir)
+    comparison = comparison_of_dataset(dataset) if FLOOR_PREFIX + "a" in dataset else None
+    for path in draw(dataset, comparison, run_dir / "figures"):
+        typer.echo(str(path))
+
+
+@app.command()
+def show(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep or compare.")]):
+    """Print the summary of a run: final metrics per width, and the comparison if there is one.
+
+    Example:
+
+        dynsim show runs/default
+    """
+    dataset = _load(run_dir)
+    console = Console(width=max(Console().width, 150))
+    console.print(
+        _metrics_table(f"{run_dir}: final metrics, mean ± sd over seeds", _final_rows(final_summary(dataset)))
+    )
+    if FLOOR_PREFIX + "a" in dataset:
+        comparison = comparison_of_dataset(dataset)
+        console.print(_comparison_table(comparison))
+        console.print(_slope_line(comparison))
+
+
+def _load(run_dir: Path):
+    try:
+        return load(run_dir)
+    except FileNotFoundError as err:
+        raise _Fail(str(err)) from None
 
 
 def main():
-    """Entry point of the ``dynsim`` script."""
-    app()
+    """Entry point of the ``dynsim`` script: one-line errors, exit status 2 for user errors."""
+    try:
+        code = app(standalone_mode=False)
+    except _Fail as err:
+        _exit(str(err), err.code)
+    except (ConfigError, DeviceUnavailable, OSError) as err:
+        _exit(str(err), 2)
+    except SimulationDiverged as err:
+        _exit(str(err), 1)
+    except Exception as err:  # typer's own usage errors (unknown option, missing argument)
+        if not hasattr(err, "format_message"):
+            raise
+        _exit(err.format_message(), getattr(err, "exit_code", 2))
+    sys.exit(code or 0)
+
+
+def _exit(message: str, code: int):
+    if message.strip():  # (no message: typer has printed the help, e.g. for no arguments)
+        typer.echo(f"error: {' '.join(message.split())}", err=True)
+    sys.exit(code)

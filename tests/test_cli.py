@@ -1,10 +1,15 @@
-"""The command line, end to end in a subprocess."""
+"""The command line, end to end in a subprocess: files, round trips, resume after SIGKILL, errors."""
 
+import csv
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+from matplotlib import image
 
 import dynsim
 
@@ -23,17 +28,59 @@ def dynsim_cli(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "dynsim", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_sweep_writes_config_and_trajectories(tmp_path):
+def _assert_pngs(directory, names):
+    for name in names:
+        pixels = image.imread(directory / name)
+        assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100, name
+
+
+def test_sweep_writes_a_resumable_run_directory_that_loads_back(tmp_path):
     out = tmp_path / "run"
-    result = dynsim_cli("sweep", "--width", "8,16", "--seeds", "2", "--out", str(out), *TINY)
+    args = ("sweep", "--width", "8,16", "--seeds", "3", "--set", "run.seed_chunk=2", "--ode", "--out", str(out), *TINY)
+    result = dynsim_cli(*args)
     assert result.returncode == 0, result.stderr
-    assert "rho_min" in result.stdout and "kappa_a" in result.stdout
+    assert "rho_min" in result.stdout and "∞ (ODE)" in result.stdout
+    for name in ("config.toml", "fingerprint", "ode.nc", "summary.csv", "run.log"):
+        assert (out / name).is_file(), name
+    # Two widths x two seed chunks (seeds 0-1 and 2), each a netCDF file with its done marker.
+    assert sorted(p.name for p in (out / "parts").glob("*.done")) == [
+        "width_16_seeds_0-1.done",
+        "width_16_seeds_2-2.done",
+        "width_8_seeds_0-1.done",
+        "width_8_seeds_2-2.done",
+    ]
+    _assert_pngs(out / "figures", ["metrics.png", "coordinates.png"])
+
+    # dynsim.load returns the data the simulator computes for the saved configuration.
     config = dynsim.load_config(out / "config.toml")
-    assert config.run.widths == (8, 16) and config.data.r == 2
-    trajectory = dynsim.Trajectory.load(out / "width_16.npz")
-    assert trajectory.width == 16 and trajectory.a.shape == (2, 3, 2)
+    dataset = dynsim.load(out)
+    assert dict(dataset.sizes) == {"width": 2, "seed": 3, "time": 3, "signal": 2, "noise": 2}
     again = dynsim.simulate(config, width=16)
-    np.testing.assert_allclose(trajectory.metrics["kappa_a"], again.metrics["kappa_a"], rtol=1e-6)
+    np.testing.assert_allclose(dataset.a.sel(width=16).values, again.a, rtol=1e-5)
+    np.testing.assert_allclose(dataset.kappa_a.sel(width=16).values, again.metrics["kappa_a"], rtol=1e-5)
+    solution = dynsim.ode.solve(config)
+    np.testing.assert_allclose(dataset.ode_p.values, solution.p, rtol=1e-12)
+
+    # summary.csv holds the dataset's final-time means and sds.
+    with open(out / "summary.csv") as f:
+        rows = {row["width"]: row for row in csv.DictReader(f)}
+    final = dataset.rho_min.isel(time=-1)
+    for width in (8, 16):
+        assert float(rows[str(width)]["rho_min_mean"]) == pytest.approx(float(final.sel(width=width).mean()), rel=1e-6)
+        assert float(rows[str(width)]["rho_min_sd"]) == pytest.approx(float(final.sel(width=width).std()), rel=1e-6)
+    assert float(rows["inf"]["kappa_a_mean"]) == pytest.approx(float(dataset.ode_kappa_a[-1]), rel=1e-6)
+
+    # The same command again skips every finished part.
+    assert dynsim_cli(*args, "--quiet").returncode == 0
+    assert (out / "run.log").read_text().splitlines()[-2].endswith("start: 0 of 4 parts to run")
+
+    # show and plot work from the directory alone.
+    shown = dynsim_cli("show", str(out))
+    assert shown.returncode == 0 and "rho_min" in shown.stdout
+    for png in (out / "figures").glob("*.png"):
+        png.unlink()
+    assert dynsim_cli("plot", str(out)).returncode == 0
+    _assert_pngs(out / "figures", ["metrics.png", "coordinates.png"])
 
 
 def test_sweep_gram_backend_at_a_million_width(tmp_path):
@@ -42,30 +89,93 @@ def test_sweep_gram_backend_at_a_million_width(tmp_path):
     assert result.returncode == 0, result.stderr
     config = dynsim.load_config(out / "config.toml")
     assert config.run.backend == "gram"
-    trajectory = dynsim.Trajectory.load(out / "width_1000000.npz")
-    np.testing.assert_allclose(trajectory.a, dynsim.simulate(config, width=10**6).a, rtol=1e-6)
+    np.testing.assert_allclose(dynsim.load(out).a.sel(width=10**6), dynsim.simulate(config, width=10**6).a, rtol=1e-6)
+
+
+def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
+    # Twelve one-seed parts; kill once two are done, then rerun the same command.
+    args = ["sweep", "--width", "8,16", "--seeds", "6", "--set", "run.seed_chunk=1", "--quiet", *TINY]
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    process = subprocess.Popen([sys.executable, "-m", "dynsim", *args, "--out", str(killed)])
+    deadline = time.time() + 240
+    while len(list((killed / "parts").glob("*.done"))) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(list((killed / "parts").glob("*.done")))
+    assert 2 <= finished < 12, finished
+    assert not (killed / "summary.csv").exists()
+
+    assert dynsim_cli(*args, "--out", str(killed)).returncode == 0
+    log = (killed / "run.log").read_text()
+    assert f"start: {12 - finished} of 12 parts to run" in log or f"start: {11 - finished} of 12 parts to run" in log
+    assert dynsim_cli(*args, "--out", str(whole)).returncode == 0
+    resumed, reference = dynsim.load(killed), dynsim.load(whole)
+    assert set(resumed.data_vars) == set(reference.data_vars)
+    for name in reference.data_vars:
+        np.testing.assert_array_equal(resumed[name].values, reference[name].values, err_msg=name)
+
+
+def test_compare_writes_the_table_slope_and_figures(tmp_path):
+    out = tmp_path / "run"
+    result = dynsim_cli("compare", "--width", "16,64", "--seeds", "3", "--out", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "slope of log error vs log width" in result.stdout and "SGD floor" in result.stdout
+    with open(out / "comparison.csv") as f:
+        lines = f.read().splitlines()
+    assert lines[0].startswith("width,sup_a_mean") and lines[-1].startswith("# slope of log error")
+    _assert_pngs(out / "figures", ["metrics.png", "coordinates.png", "error_vs_width.png"])
+    assert "slope of log error" in dynsim_cli("show", str(out)).stdout
+
+
+def test_ode_command_writes_the_overlay_and_a_figure(tmp_path):
+    out = tmp_path / "ode"
+    result = dynsim_cli("ode", "--out", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    _assert_pngs(out / "figures", ["ode.png"])
+    assert "rho_min" in result.stdout
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "data.kapa=2"], "did you mean data.kappa"),
-        (["--set", "loss.lam=-1"], "loss.lam"),
-        (["--set", "lam"], "section.key=value"),
-        (["--config", "no/such.toml"], "does not exist"),
-        (["--width", "abc"], "--width"),
-        (["--backend", "gram", "--set", "train.optimizer=adam"], "linear in the gradient"),
-        (["--backend", "literal"], "run.backend"),
-        (["--backend", "gram", "--set", "run.init=bartlett", "--width", "1000,7"], "width 7"),
+        (["sweep", "--set", "data.kapa=2"], "did you mean data.kappa"),
+        (["sweep", "--set", "loss.lam=-1"], "loss.lam"),
+        (["sweep", "--set", "lam"], "section.key=value"),
+        (["sweep", "--config", "no/such.toml"], "does not exist"),
+        (["sweep", "--width", "abc"], "--width"),
+        (["sweep", "--bogus"], "No such option: --bogus"),
+        (["sweep", "--backend", "gram", "--set", "train.optimizer=adam"], "linear in the gradient"),
+        (["sweep", "--backend", "literal"], "run.backend"),
+        (["sweep", "--backend", "gram", "--set", "run.init=bartlett", "--width", "1000,7"], "width 7"),
+        (["compare", "--width", "64"], "two distinct widths"),
+        (["ode", "--set", "train.optimizer=momentum"], "has no reduced ODE"),
+        (["frobnicate"], "No such command"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
     out = tmp_path / "run"
-    result = dynsim_cli("sweep", "--out", str(out), *args)
+    result = dynsim_cli(*args, "--out", str(out))
     assert not out.exists()  # refused before anything is written
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["show", "plot"])
+def test_show_and_plot_refuse_what_is_not_a_run_directory(tmp_path, command):
+    result = dynsim_cli(command, str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "not a dynsim run directory" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_run_directory_of_another_config_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert dynsim_cli("sweep", "--width", "8", "--seeds", "1", "--out", str(out), "--quiet", *TINY).returncode == 0
+    result = dynsim_cli("sweep", "--width", "8", "--seeds", "2", "--out", str(out), *TINY)
+    assert result.returncode == 2
+    assert "holds a run of a different configuration (run.seeds: 1 -> 2)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_gpu_request_without_gpu_exits_2(tmp_path):
@@ -78,3 +188,4 @@ def test_gpu_request_without_gpu_exits_2(tmp_path):
     else:
         assert result.returncode == 2
         assert "device 'gpu' requested but JAX sees none" in result.stderr and "jax[cuda" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
