@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: install  ## the main job: finite-width sweep of the built-in default config
-	$(VENV)/bin/dynsim sweep
+run: install  ## the main job: finite-width sweep of the built-in default config with the infinite-width overlay
+	$(VENV)/bin/dynsim sweep --ode
 
 test: install  ## the default test suite (slow tests excluded)
 	$(PYTHON) -m pytest -q

@@ -5,10 +5,10 @@ import doctest
 import pytest
 
 import dynsim
-from dynsim import _config, _simulate
+from dynsim import _compare, _config, _simulate
 
 
-@pytest.mark.parametrize("module", [_config, _simulate, dynsim.ode], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [_config, _simulate, _compare, dynsim.ode], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
