@@ -24,11 +24,12 @@ from scipy import stats
 from . import ode
 from ._config import Config, ConfigError, load_config
 from ._results import FLOOR_PREFIX, ODE_PREFIX, record_from
-from ._simulate import simulate
+from ._simulate import backend_and_init, simulate
 from ._trajectory import Record
 
 QUANTITIES = ("a", "b", "p", "nu_a", "nu_b")
 FLOOR_WIDTH = 10**12
+FLOOR_RUN = {"width": FLOOR_WIDTH, "backend": "gram", "init": "bartlett"}  # the floor run's simulate arguments
 CONFIDENCE = 0.95
 
 
@@ -36,14 +37,14 @@ def relative_errors(finite: Record, ode: Record) -> tuple[dict[str, np.ndarray],
     """``(sup, final)``: per quantity (and ``all``), the per-seed relative error, shape (seeds,).
 
     ``finite`` holds (seeds, T, k) arrays, ``ode`` (T, k) on the same times. Quantities with
-    no coordinate (``n = 0``) are skipped.
+    no coordinate (``n = 0``) or identically zero in the ODE (``noise = 0``) are skipped.
     """
     if not np.allclose(finite.times, ode.times, rtol=1e-12, atol=1e-12):
         raise ValueError("finite-width and ODE records are not on the same time grid")
     sup, final = {}, {}
     for name in QUANTITIES:
         reference = getattr(ode, name)
-        if reference.size == 0:
+        if reference.size == 0 or not np.any(reference):  # no coordinate, or no scale (noise 0)
             continue
         error = np.abs(getattr(finite, name) - reference).max(axis=-1) / np.abs(reference).max()
         sup[name], final[name] = error.max(axis=1), error[:, -1]
@@ -152,11 +153,25 @@ def compare(
     """
     config = load_config(config)
     widths = list(config.run.widths if widths is None else widths)
-    if len(set(widths)) < 2:
-        raise ConfigError(f"widths = {widths!r} is invalid: a slope needs at least two distinct widths")
+    seeds = config.run.seeds if seeds is None else seeds
+    check_comparable(widths, seeds)
+    check_floor(config)
+    solution = ode.solve(config)  # refuses what has no ODE before any simulation runs
     finite = [simulate(config, width=m, seeds=seeds, backend=backend) for m in widths]
-    floor = simulate(config, width=FLOOR_WIDTH, seeds=seeds, backend="gram", init="bartlett")
-    return comparison_of(widths, finite, ode.solve(config), floor)
+    return comparison_of(widths, finite, solution, simulate(config, seeds=seeds, **FLOOR_RUN))
+
+
+def check_comparable(widths, seeds: int) -> None:
+    """A slope needs two distinct widths, an sd two seeds."""
+    if len(set(widths)) < 2:
+        raise ConfigError(f"widths = {list(widths)!r} is invalid: a slope needs at least two distinct widths")
+    if seeds < 2:
+        raise ConfigError(f"seeds = {seeds!r} is invalid: an error's sd over seeds needs at least 2")
+
+
+def check_floor(config: Config) -> None:
+    """Refuse a configuration the floor run (Gram backend, Bartlett, width 10^12) cannot run."""
+    backend_and_init(config, FLOOR_WIDTH, FLOOR_RUN["backend"], FLOOR_RUN["init"])
 
 
 def comparison_of_dataset(dataset) -> Comparison:

@@ -8,7 +8,7 @@ solved, and the temperature-stage changes as dotted grey verticals. ``coordinate
 shows the signal coordinates ``a_k(t) = ‖S_A e_k‖²`` one panel each, in the same style.
 ``error_vs_width.png`` shows on log-log axes how the finite-width error (relative, sup over
 time) shrinks with the width ``m``: mean ± sd over seeds, the fitted power law with its
-confidence interval, a reference ``m^{-1/2}`` line and the floor set by SGD noise.
+confidence interval (in the legend), a reference ``m^{-1/2}`` line and the floor set by SGD noise.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def _error_figure(comparison) -> Figure:
     errors = np.asarray(comparison.sup_error["all"], dtype=float)
     seeds = errors.shape[1]
     mean = errors.mean(axis=1)
-    sd = errors.std(axis=1, ddof=1 if seeds > 1 else 0)
+    sd = errors.std(axis=1)  # population sd (ddof 0), as in the tables
     # A log axis cannot show mean − sd ≤ 0: the lower bar stops at the smallest seed's error.
     lower = mean - np.maximum(mean - sd, errors.min(axis=1))
     fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")

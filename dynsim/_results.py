@@ -2,11 +2,12 @@
 
 A run directory holds
 
-- ``config.toml``: the resolved configuration, and ``fingerprint``: the SHA-256 of what in
-  it changes results (everything but ``run.out`` and ``run.device``);
+- ``config.toml``: the resolved configuration, and ``fingerprint``: the SHA-256 of every
+  field but ``run.out`` and ``run.device`` (which do not change results);
 - ``parts/<name>.nc``: one netCDF file per (width, seed chunk), written to a temporary file
   and renamed into place, then marked complete by ``parts/<name>.done``;
 - ``ode.nc``: the infinite-width overlay, when asked for;
+- ``dataset.nc``: everything in one file, written when the run finishes;
 - ``summary.csv``, ``figures/*.png`` and ``run.log``.
 
 A part with its ``.done`` marker is never recomputed, so a run killed at any moment loses
@@ -48,7 +49,7 @@ def _result_fields(config: Config) -> dict:
 
 
 def fingerprint(config: Config) -> str:
-    """SHA-256 of the configuration fields that change results (not ``run.out``, ``run.device``)."""
+    """SHA-256 of every configuration field but ``run.out`` and ``run.device``."""
     return hashlib.sha256(tomli_w.dumps(_result_fields(config)).encode()).hexdigest()
 
 
@@ -88,6 +89,8 @@ def open_run(run_dir: Path, config: Config) -> Path:
                 f"{run_dir} holds a run of a different configuration ({changed}); "
                 "use another --out directory or delete this one"
             )
+        for stale in (run_dir / "parts").glob(".*.tmp"):  # left by a run killed mid-write
+            stale.unlink()
         return run_dir
     (run_dir / "parts").mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "config.toml", lambda p: p.write_text(tomli_w.dumps(config.to_dict())))
@@ -150,6 +153,11 @@ def _open(path: Path) -> xr.Dataset:
         return dataset.load()
 
 
+def _seeds(chunks: list[xr.Dataset]) -> xr.Dataset:
+    """The seed chunks of one width, in seed order, as one dataset."""
+    return xr.concat(sorted(chunks, key=lambda d: int(d.seed[0])), dim="seed", join="outer")
+
+
 def load(run_dir: str | Path) -> xr.Dataset:
     """The labeled dataset of a run directory: every finished part, plus the overlays.
 
@@ -172,16 +180,15 @@ def load(run_dir: str | Path) -> xr.Dataset:
     by_width: dict[int, list[xr.Dataset]] = {}
     for part in finite:
         by_width.setdefault(int(part.width[0]), []).append(part)
-    dataset = xr.concat(
-        [xr.concat(sorted(ps, key=lambda d: int(d.seed[0])), dim="seed") for _, ps in sorted(by_width.items())],
-        dim="width",
-    )
+    # join="outer": a width with fewer finished seeds (an interrupted run) is padded with NaN.
+    dataset = xr.concat([_seeds(ps) for _, ps in sorted(by_width.items())], dim="width", join="outer")
     floor = [_open(p.with_suffix(".nc")) for p in parts if p.stem.startswith(FLOOR_PREFIX)]
     if floor:
-        floor_set = xr.concat(sorted(floor, key=lambda d: int(d.seed[0])), dim="seed").isel(width=0, drop=True)
-        dataset = dataset.merge(floor_set.rename({name: FLOOR_PREFIX + name for name in floor_set.data_vars}))
+        floor_set = _seeds(floor).isel(width=0, drop=True)
+        floor_set = floor_set.rename({name: FLOOR_PREFIX + name for name in floor_set.data_vars})
+        dataset = dataset.merge(floor_set, join="outer")
     if (run_dir / "ode.nc").exists():
-        dataset = dataset.merge(_open(run_dir / "ode.nc"))
+        dataset = dataset.merge(_open(run_dir / "ode.nc"), join="outer")
     dataset.attrs.update(describe(load_config(run_dir / "config.toml")))
     return dataset
 
@@ -214,9 +221,11 @@ def final_summary(dataset: xr.Dataset) -> list[dict]:
     rows = []
     for width in dataset.width.values:
         final = dataset.sel(width=width).isel(time=-1)
-        row = {"width": int(width), "seeds": final.sizes["seed"]}
+        finished = final.a.notnull().all("signal").values  # an interrupted run may lack some seeds
+        row = {"width": int(width), "seeds": int(finished.sum())}
         for name in METRICS:
-            row.update({f"{name}_mean": float(np.mean(final[name])), f"{name}_sd": float(np.std(final[name]))})
+            values = final[name].values[finished]
+            row.update({f"{name}_mean": float(np.mean(values)), f"{name}_sd": float(np.std(values))})
         rows.append(row)
     if ODE_PREFIX + "a" in dataset:
         final = dataset.isel(time=-1)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import tomli_w
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
@@ -18,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import ode as ode_module
-from ._compare import comparison_of_dataset
+from ._compare import CONFIDENCE, FLOOR_WIDTH, check_comparable, comparison_of_dataset
 from ._config import Config, ConfigError, load_config, parse_assignment, with_overrides
 from ._figures import draw, metric_trajectories
 from ._results import (
@@ -28,13 +29,13 @@ from ._results import (
     describe,
     final_summary,
     load,
-    part_done,
+    open_run,
     record_dataset,
     write_atomic,
     write_csv,
 )
 from ._runner import DeviceUnavailable, SimulationDiverged, select_devices
-from ._sweep import parts, prepare, run_sweep, steps_per_seed
+from ._sweep import run_sweep
 
 app = typer.Typer(
     help="dynsim: training dynamics of contrastive multimodal learning at finite and infinite width.",
@@ -54,11 +55,7 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 
 
 class _Fail(Exception):
-    """A user error: one line on stderr, exit status ``code``."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
+    """A user error of the command line itself: one line on stderr, exit status 2."""
 
 
 def _widths(values: list[str]) -> list[int]:
@@ -97,9 +94,6 @@ class _StepsPerSecond(ProgressColumn):
 
 def _sweep_with_progress(config: Config, quiet: bool, **options):
     """:func:`run_sweep` with a progress bar over the SGD steps of its unfinished parts."""
-    run_dir = prepare(config)
-    todo = [p for p in parts(config, options.get("floor", False)) if not part_done(run_dir, p.name)]
-    total = sum(p.count for p in todo) * steps_per_seed(config)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -108,13 +102,21 @@ def _sweep_with_progress(config: Config, quiet: bool, **options):
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
-        task = progress.add_task("SGD steps", total=total)
+    progress = Progress(*columns, console=Console(stderr=True), disable=quiet)
+    task = None
 
-        def advance(part, steps):
-            progress.update(task, advance=steps, description=f"width {part.width}, seeds {part.first}+")
+    def start(total_steps):  # after every check, so that a refusal prints one line only
+        nonlocal task
+        progress.start()
+        task = progress.add_task("SGD steps", total=total_steps)
 
-        return run_sweep(config, on_part=advance, **options)
+    def advance(part, steps):
+        progress.update(task, advance=steps, description=f"done: width {part.width}, seeds {part.first}+")
+
+    try:
+        return run_sweep(config, on_start=start, on_part=advance, **options)
+    finally:
+        progress.stop()
 
 
 def _metrics_table(title: str, rows: list[tuple[str, dict]]) -> Table:
@@ -159,8 +161,9 @@ def _comparison_table(comparison) -> Table:
 def _slope_line(comparison) -> str:
     low, high = comparison.slope_ci
     return (
-        f"slope of log error vs log width: {comparison.slope:.3f} (95% CI {low:.3f} .. {high:.3f}; theory -0.5); "
-        f"SGD floor (width 1e12, same batch and lr): {comparison.floor:.3g} ± {comparison.floor_sd:.2g}"
+        f"slope of log error vs log width: {comparison.slope:.3f} ({CONFIDENCE:.0%} CI {low:.3f} .. {high:.3f}; "
+        f"theory -0.5); SGD floor (width {FLOOR_WIDTH:.0e}, same batch and lr): "
+        f"{comparison.floor:.3g} ± {comparison.floor_sd:.2g}"
     )
 
 
@@ -223,7 +226,9 @@ def compare(
     width: WidthOption = None,
     seeds: SeedsOption = None,
     device: DeviceOption = None,
-    backend: Annotated[str, typer.Option(help="gram (default; exact, flat in width) | param.")] = "gram",
+    backend: Annotated[
+        str, typer.Option(help="gram (default; exact, flat in width) | param. The config's run.backend is not used.")
+    ] = "gram",
     out: OutOption = None,
     set_: SetOption = None,
     quiet: QuietOption = False,
@@ -241,12 +246,14 @@ def compare(
         dynsim compare --set train.batch=256 --set train.lr=0.05 --out runs/compare
     """
     resolved = _resolve(config, set_, _run_options(width, seeds, device, backend, out))
-    if len(set(resolved.run.widths)) < 2:
-        raise _Fail(f"--width {list(resolved.run.widths)} must hold at least two distinct widths to fit a slope")
+    check_comparable(resolved.run.widths, resolved.run.seeds)
     dataset = _sweep_with_progress(resolved, quiet, floor=True)
     comparison = comparison_of_dataset(dataset)
     run_dir = Path(resolved.run.out)
-    write_csv(run_dir / "comparison.csv", comparison.rows(), footer=_slope_line(comparison))
+    write_csv(run_dir / "comparison.csv", comparison.rows())
+    fit = {"slope": comparison.slope, "slope_ci": list(comparison.slope_ci), "confidence": CONFIDENCE}
+    fit.update(floor=comparison.floor, floor_sd=comparison.floor_sd, floor_width=FLOOR_WIDTH)
+    write_atomic(run_dir / "comparison.toml", lambda p: p.write_text(tomli_w.dumps(fit)))
     _finish(dataset, run_dir, quiet, comparison)
 
 
@@ -267,8 +274,8 @@ def ode(
     """
     resolved = _resolve(config, set_, _run_options(None, None, None, None, out))
     dataset = record_dataset(ode_module.solve(resolved), prefix=ODE_PREFIX)
-    run_dir = Path(resolved.run.out)
-    (run_dir / "figures").mkdir(parents=True, exist_ok=True)
+    run_dir = open_run(Path(resolved.run.out), resolved)
+    (run_dir / "figures").mkdir(exist_ok=True)
     write_atomic(run_dir / "ode.nc", lambda p: dataset.to_netcdf(p, engine=ENGINE))
     figure = metric_trajectories(
         dataset.assign_attrs(describe(resolved), backend="ode"), run_dir / "figures" / "ode.png"
@@ -289,7 +296,7 @@ def plot(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep 
         dynsim plot runs/default
     """
     dataset = _load(run_dir)
-    comparison = comparison_of_dataset(dataset) if FLOOR_PREFIX + "a" in dataset else None
+    comparison = comparison_of_dataset(dataset) if _has_comparison(dataset) else None
     for path in draw(dataset, comparison, run_dir / "figures"):
         typer.echo(str(path))
 
@@ -307,10 +314,14 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep 
     console.print(
         _metrics_table(f"{run_dir}: final metrics, mean ± sd over seeds", _final_rows(final_summary(dataset)))
     )
-    if FLOOR_PREFIX + "a" in dataset:
+    if _has_comparison(dataset):
         comparison = comparison_of_dataset(dataset)
         console.print(_comparison_table(comparison))
         console.print(_slope_line(comparison))
+
+
+def _has_comparison(dataset) -> bool:
+    return FLOOR_PREFIX + "a" in dataset and ODE_PREFIX + "a" in dataset
 
 
 def _load(run_dir: Path):
@@ -324,12 +335,12 @@ def main():
     """Entry point of the ``dynsim`` script: one-line errors, exit status 2 for user errors."""
     try:
         code = app(standalone_mode=False)
-    except _Fail as err:
-        _exit(str(err), err.code)
-    except (ConfigError, DeviceUnavailable, OSError) as err:
+    except (_Fail, ConfigError, DeviceUnavailable, OSError) as err:
         _exit(str(err), 2)
-    except SimulationDiverged as err:
+    except (SimulationDiverged, ode_module.SolverError) as err:
         _exit(str(err), 1)
+    except KeyboardInterrupt:
+        _exit("interrupted; run the same command again to resume", 130)
     except Exception as err:  # typer's own usage errors (unknown option, missing argument)
         if not hasattr(err, "format_message"):
             raise

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 
 import numpy as np
 import pytest
@@ -93,8 +94,9 @@ def test_sweep_gram_backend_at_a_million_width(tmp_path):
 
 
 def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
-    # Twelve one-seed parts; kill once two are done, then rerun the same command.
-    args = ["sweep", "--width", "8,16", "--seeds", "6", "--set", "run.seed_chunk=1", "--quiet", *TINY]
+    # 24 parts of two seeds (seeds 10-11 sort before 2-3 as text); kill once two are done,
+    # then rerun the same command.
+    args = ["sweep", "--width", "16,8", "--seeds", "24", "--set", "run.seed_chunk=2", "--quiet", *TINY]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     process = subprocess.Popen([sys.executable, "-m", "dynsim", *args, "--out", str(killed)])
     deadline = time.time() + 240
@@ -103,14 +105,15 @@ def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     finished = len(list((killed / "parts").glob("*.done")))
-    assert 2 <= finished < 12, finished
+    assert 2 <= finished < 24, finished
     assert not (killed / "summary.csv").exists()
 
     assert dynsim_cli(*args, "--out", str(killed)).returncode == 0
     log = (killed / "run.log").read_text()
-    assert f"start: {12 - finished} of 12 parts to run" in log or f"start: {11 - finished} of 12 parts to run" in log
+    assert f"start: {24 - finished} of 24 parts" in log  # the rerun computes exactly what the kill left
     assert dynsim_cli(*args, "--out", str(whole)).returncode == 0
     resumed, reference = dynsim.load(killed), dynsim.load(whole)
+    assert list(resumed.width.values) == [8, 16] and list(resumed.seed.values) == list(range(24))
     assert set(resumed.data_vars) == set(reference.data_vars)
     for name in reference.data_vars:
         np.testing.assert_array_equal(resumed[name].values, reference[name].values, err_msg=name)
@@ -121,11 +124,20 @@ def test_compare_writes_the_table_slope_and_figures(tmp_path):
     result = dynsim_cli("compare", "--width", "16,64", "--seeds", "3", "--out", str(out), *TINY)
     assert result.returncode == 0, result.stderr
     assert "slope of log error vs log width" in result.stdout and "SGD floor" in result.stdout
-    with open(out / "comparison.csv") as f:
-        lines = f.read().splitlines()
-    assert lines[0].startswith("width,sup_a_mean") and lines[-1].startswith("# slope of log error")
     _assert_pngs(out / "figures", ["metrics.png", "coordinates.png", "error_vs_width.png"])
     assert "slope of log error" in dynsim_cli("show", str(out)).stdout
+    # The on-disk comparison equals the in-memory dynsim.compare of the saved configuration.
+    config = dynsim.load_config(out / "config.toml")
+    expected = dynsim.compare(config)
+    with open(out / "comparison.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["width"]) for row in rows] == [16, 64]
+    for row, want in zip(rows, expected.rows(), strict=True):
+        for key, value in want.items():
+            assert float(row[key]) == pytest.approx(value, rel=1e-4, abs=1e-7), key
+    fit = tomllib.loads((out / "comparison.toml").read_text())
+    assert fit["slope"] == pytest.approx(expected.slope, rel=1e-4) and fit["floor_width"] == 10**12
+    assert fit["slope_ci"] == pytest.approx(list(expected.slope_ci), rel=1e-4)
 
 
 def test_ode_command_writes_the_overlay_and_a_figure(tmp_path):
@@ -149,7 +161,11 @@ def test_ode_command_writes_the_overlay_and_a_figure(tmp_path):
         (["sweep", "--backend", "literal"], "run.backend"),
         (["sweep", "--backend", "gram", "--set", "run.init=bartlett", "--width", "1000,7"], "width 7"),
         (["compare", "--width", "64"], "two distinct widths"),
+        (["compare", "--width", "16,64", "--seeds", "1"], "at least 2"),
         (["ode", "--set", "train.optimizer=momentum"], "has no reduced ODE"),
+        # Refused before any part runs, although only the ODE or the floor run cannot do it:
+        (["sweep", "--ode", "--set", "train.optimizer=momentum"], "has no reduced ODE"),
+        (["compare", "--backend", "param", "--set", "train.optimizer=adam"], "linear in the gradient"),
         (["frobnicate"], "No such command"),
     ],
 )

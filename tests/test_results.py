@@ -5,7 +5,16 @@ import pytest
 
 import dynsim
 from dynsim._config import with_overrides
-from dynsim._results import fingerprint, open_run, record_dataset, record_from, seed_chunks, write_atomic, write_part
+from dynsim._results import (
+    final_summary,
+    fingerprint,
+    open_run,
+    record_dataset,
+    record_from,
+    seed_chunks,
+    write_atomic,
+    write_part,
+)
 
 CONFIG = dynsim.load_config(
     {
@@ -74,3 +83,16 @@ def test_load_refuses_a_directory_that_is_not_a_run(tmp_path):
     open_run(tmp_path, CONFIG)
     with pytest.raises(FileNotFoundError, match="no finished part"):
         dynsim.load(tmp_path)
+
+
+def test_an_interrupted_run_loads_what_it_has(tmp_path):
+    run_dir = open_run(tmp_path, CONFIG)
+    for width, seeds in ((12, 2), (24, 1)):
+        trajectory = dynsim.simulate(CONFIG, width=width, seeds=seeds)
+        write_part(run_dir, f"width_{width}", record_dataset(trajectory, width=width))
+    dataset = dynsim.load(run_dir)
+    assert dict(dataset.sizes)["seed"] == 2
+    assert np.isnan(dataset.a.sel(width=24, seed=1)).all() and not np.isnan(dataset.a.sel(width=24, seed=0)).any()
+    rows = final_summary(dataset)
+    assert [(row["width"], row["seeds"]) for row in rows] == [(12, 2), (24, 1)]
+    assert rows[1]["kappa_a_mean"] == pytest.approx(float(dataset.kappa_a.sel(width=24, seed=0)[-1]))
