@@ -205,3 +205,9 @@ def test_gpu_request_without_gpu_exits_2(tmp_path):
         assert result.returncode == 2
         assert "device 'gpu' requested but JAX sees none" in result.stderr and "jax[cuda" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["sweep", "compare", "ode", "plot", "show"])
+def test_every_command_has_help_with_examples(command):
+    result = dynsim_cli(command, "--help")
+    assert result.returncode == 0 and "Example" in result.stdout and "dynsim " + command in result.stdout
