@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim._compare import comparison_of, fit_slope, relative_errors
+from dynsim._compare import QUANTITIES, comparison_of, fit_slope, relative_errors
 from dynsim._runner import seed_keys
 from dynsim._trajectory import Record
 
@@ -57,22 +57,15 @@ def test_slope_fit_agrees_with_polyfit_and_covers_the_true_exponent():
 def test_comparison_floor_and_slope_come_from_the_records():
     rng = np.random.default_rng(3)
     ode = _record(rng, ())
-    finite = [
-        Record(times=ode.times, **{n: getattr(ode, n) + s for n in ("a", "b", "p", "nu_a", "nu_b")}, metrics={})
-        for s in (0.4, 0.2, 0.1)
-    ]
-    floor = Record(times=ode.times, **{n: getattr(ode, n) + 0.01 for n in ("a", "b", "p", "nu_a", "nu_b")}, metrics={})
-    finite = [
-        Record(times=r.times, **{n: np.stack([getattr(r, n)] * 2) for n in ("a", "b", "p", "nu_a", "nu_b")}, metrics={})
-        for r in finite
-    ]
-    floor = Record(
-        times=floor.times, **{n: np.stack([getattr(floor, n)] * 2) for n in ("a", "b", "p", "nu_a", "nu_b")}, metrics={}
-    )
-    comparison = comparison_of([100, 400, 1600], finite, ode, floor)
+
+    def shifted(offset, seeds=2):  # every coordinate of every seed off by the same amount
+        values = {n: np.stack([getattr(ode, n) + offset] * seeds) for n in QUANTITIES}
+        return Record(times=ode.times, **values, metrics={})
+
+    comparison = comparison_of([100, 400, 1600], [shifted(s) for s in (0.4, 0.2, 0.1)], ode, shifted(0.01))
     # Offsets halve with each 4x in width: slope log(1/2) / log(4) = -1/2 exactly.
     assert comparison.slope == pytest.approx(-0.5, abs=1e-12)
-    scale = min(np.abs(getattr(ode, n)).max() for n in ("a", "b", "p", "nu_a", "nu_b"))
+    scale = min(np.abs(getattr(ode, n)).max() for n in QUANTITIES)  # "all" takes the worst-scaled quantity
     assert comparison.floor == pytest.approx(0.01 / scale, rel=1e-12) and comparison.floor_sd == 0
     assert [row["width"] for row in comparison.rows()] == [100, 400, 1600]
 
