@@ -5,7 +5,9 @@ Setting (issues 2 and 4): r + n = 64 (r = 16, n = 48, d = 64), batch B = 1024, f
 population normalization. Each backend runs its real single-seed program (``simulate_seed``:
 ``lax.scan`` over steps, divergence check, a record at the start and the end), compiled once
 and timed as a whole; every figure is the median (min..max) of several timed runs after a
-warm-up, divided by the step count, with compile time reported separately. ``param`` runs up
+warm-up, divided by the step count, with compile time reported separately. Repetitions are
+interleaved across widths (round robin), so a slow spell of the machine does not bias one
+width against another. ``param`` runs up
 to width 65536, ``gram`` (Bartlett ``K_0``) also at 10^6.
 
 FLOP-counting rules (a multiply-add counts 2; element-wise work and reductions are not counted).
@@ -64,8 +66,8 @@ def matmul_gflops(n: int, k: int, repeats: int = 7) -> float:
     return 2 * n * n * k / seconds / 1e9
 
 
-def step_rate(backend: str, width: int, steps: int, repeats: int) -> dict:
-    """Steps/s of one seed's compiled run of ``steps`` steps: median, min, max; compile seconds."""
+def compiled_run(backend: str, width: int, steps: int):
+    """One seed's compiled run of ``steps`` steps: ``(run, compile seconds)``, ``run()`` blocks."""
     lr = 0.01
     config = dynsim.load_config(
         {
@@ -81,14 +83,34 @@ def step_rate(backend: str, width: int, steps: int, repeats: int) -> dict:
     start = time.perf_counter()
     compiled = jax.jit(lambda k, i: system.simulate_seed(k, i, plan)).lower(key, inputs).compile()
     compile_seconds = time.perf_counter() - start
-    seconds = timed(compiled, key, inputs, repeats=repeats)
+    jax.block_until_ready(compiled(key, inputs))  # warm-up
+    return (lambda: jax.block_until_ready(compiled(key, inputs))), compile_seconds
+
+
+def step_rates(backend: str, widths, steps_of, repeats: int) -> dict[int, dict]:
+    """Steps/s per width (median, min, max over ``repeats``) and compile seconds.
+
+    The repetitions are interleaved across widths (one run of every width per round), so
+    that a slow spell of the machine touches every width alike and the ratios between
+    widths stay fair.
+    """
+    runs = {m: compiled_run(backend, m, steps_of(m)) for m in widths}
+    seconds: dict[int, list[float]] = {m: [] for m in widths}
+    for _ in range(repeats):
+        for m, (run, _) in runs.items():
+            start = time.perf_counter()
+            run()
+            seconds[m].append(time.perf_counter() - start)
     return {
-        "backend": backend,
-        "width": width,
-        "steps_per_s": steps / statistics.median(seconds),
-        "steps_per_s_min": steps / max(seconds),
-        "steps_per_s_max": steps / min(seconds),
-        "compile_s": compile_seconds,
+        m: {
+            "backend": backend,
+            "width": m,
+            "steps_per_s": steps_of(m) / statistics.median(seconds[m]),
+            "steps_per_s_min": steps_of(m) / max(seconds[m]),
+            "steps_per_s_max": steps_of(m) / min(seconds[m]),
+            "compile_s": runs[m][1],
+        }
+        for m in widths
     }
 
 
@@ -103,8 +125,8 @@ def main() -> int:
     latent_matmul = matmul_gflops(BATCH, R + N)
     print(f"matmul throughput (float32, best of 1024x4096x1024 and 2048^3): {ceiling:.1f} GFLOP/s")
     print(f"matmul of the gram step's shape (1024x64x1024): {latent_matmul:.1f} GFLOP/s")
-    param = {m: step_rate("param", m, steps=max(2, 40960 // m), repeats=5 if m <= 4096 else 3) for m in PARAM_WIDTHS}
-    gram = {m: step_rate("gram", m, steps=200, repeats=5) for m in GRAM_WIDTHS}
+    param = step_rates("param", PARAM_WIDTHS, lambda m: max(2, 40960 // m), repeats=3)
+    gram = step_rates("gram", GRAM_WIDTHS, lambda m: 200, repeats=7)
     for row in param.values():
         row["gflops"] = row["steps_per_s"] * param_step_flops(row["width"]) / 1e9
         row["fraction_of_matmul"] = row["gflops"] / ceiling
