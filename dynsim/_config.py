@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ._schedule import stage_steps
+
 SPECTRA = ("geometric", "linear", "spike", "list")
 BASES = ("canonical", "random")
 LOSSES = ("infonce", "positive", "spectral")
@@ -293,6 +295,11 @@ class Config:
                     duration,
                     f"must last at least half a step: >= {self.train.lr / 2} (train.lr / 2)",
                 )
+
+    @property
+    def steps_per_stage(self) -> tuple[int, ...]:
+        """SGD steps of each temperature stage, ``round(T_k / lr)``."""
+        return stage_steps([duration for _, duration in self.loss.stages], self.train.lr)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The configuration as a nested dict of plain values (``None`` fields omitted)."""

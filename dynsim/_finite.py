@@ -20,7 +20,7 @@ from ._data import basis, sample_latents, spectra
 from ._loss import LOSSES
 from ._observables import coordinates, metrics
 from ._runner import record_steps
-from ._schedule import stage_index, stage_steps, steps_per_record
+from ._schedule import stage_index, steps_per_record
 
 
 class Plan(NamedTuple):
@@ -79,7 +79,7 @@ def plan_and_inputs(config: Config, width: int, data_key: jax.Array, init: str =
         momentum=train.momentum,
         loss=config.loss.kind,
         normalization=train.normalization,
-        steps_per_stage=stage_steps([t for _, t in config.loss.stages], train.lr),
+        steps_per_stage=config.steps_per_stage,
         record_every=steps_per_record(config.run.record_every, train.lr),
         samples=config.run.alignment_samples,
         dtype=train.precision,

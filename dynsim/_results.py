@@ -30,7 +30,6 @@ import xarray as xr
 
 from ._config import Config, ConfigError, load_config
 from ._observables import METRICS
-from ._schedule import stage_steps
 from ._trajectory import Record
 
 ENGINE = "h5netcdf"  # netCDF4/HDF5: 64-bit integer widths; no pickles anywhere
@@ -196,12 +195,11 @@ def load(run_dir: str | Path) -> xr.Dataset:
 def describe(config: Config) -> dict:
     """Dataset attributes of a run of ``config``: ``config`` (TOML), ``loss_kind``, ``backend``,
     ``stage_boundaries`` (training times of the temperature changes)."""
-    steps = stage_steps([duration for _, duration in config.loss.stages], config.train.lr)
     return {
         "config": tomli_w.dumps(config.to_dict()),
         "loss_kind": config.loss.kind,
         "backend": config.run.backend,
-        "stage_boundaries": np.cumsum(steps)[:-1] * config.train.lr,
+        "stage_boundaries": np.cumsum(config.steps_per_stage)[:-1] * config.train.lr,
     }
 
 

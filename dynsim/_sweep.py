@@ -33,7 +33,6 @@ from ._results import (
     write_summary,
 )
 from ._runner import SimulationDiverged
-from ._schedule import stage_steps
 from ._simulate import backend_and_init, simulate
 
 
@@ -61,7 +60,7 @@ def parts(config: Config, floor: bool = False) -> list[Part]:
 
 def steps_per_seed(config: Config) -> int:
     """SGD steps of one seed's run."""
-    return sum(stage_steps([duration for _, duration in config.loss.stages], config.train.lr))
+    return sum(config.steps_per_stage)
 
 
 def run_sweep(

@@ -31,7 +31,7 @@ from ._data import spectra
 from ._infinite import SOLVERS, integrate, resolve_solver
 from ._observables import COORDINATES, METRICS
 from ._runner import record_steps
-from ._schedule import stage_steps, stage_value, steps_per_record
+from ._schedule import stage_value, steps_per_record
 from ._trajectory import Record
 
 DEFAULT_MAX_STEPS = 100_000
@@ -106,7 +106,7 @@ def _problem(config: Config, where: str) -> _Problem:
             "limit is the gradient flow of plain SGD; use train.optimizer = 'sgd'"
         )
     lr = config.train.lr
-    steps = stage_steps([duration for _, duration in config.loss.stages], lr)
+    steps = config.steps_per_stage
     ends = np.cumsum(steps) * lr
     taus = np.array([tau for tau, _ in config.loss.stages], dtype=float)
     values = spectra(config.data)
