@@ -10,6 +10,7 @@ solve can run under ``vmap``; the caller checks ``succeeded``.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import diffrax
@@ -45,10 +46,16 @@ def resolve_solver(solver) -> diffrax.AbstractSolver:
     if isinstance(solver, str):
         if solver not in SOLVERS:
             raise ValueError(f"solver = {solver!r} is invalid: must be one of {', '.join(map(repr, SOLVERS))}")
-        return SOLVERS[solver]()
+        return _named_solver(solver)
     if isinstance(solver, diffrax.AbstractSolver):
         return solver
     raise ValueError(f"solver = {solver!r} is invalid: give a name ({', '.join(SOLVERS)}) or a diffrax solver")
+
+
+@functools.cache
+def _named_solver(name: str) -> diffrax.AbstractSolver:
+    # One instance per name: building an equinox module costs host time on every solve.
+    return SOLVERS[name]()
 
 
 def integrate(field, y0, args, ts, t1, jump_ts, *, solver, rtol, atol, max_steps) -> Integration:
