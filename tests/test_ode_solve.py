@@ -235,3 +235,31 @@ def test_bad_solver_and_single_solution_indexing():
         ode.solve_batch([{"data": {"r": 2, "n": 1}}] * 2)[0:1]
     with pytest.raises(dynsim.ConfigError, match="strictly increasing .after clipping"):
         ode.solve_batch([{}, {}], [0.0, 1660.0 - 1e-13, 1660.0 * (1 + 1e-13)])
+
+
+@pytest.mark.parametrize("name", ["tsit5", "dopri5"])
+def test_unrolled_solvers_equal_diffrax_own(name):
+    # dynsim's tsit5/dopri5 write diffrax's Runge-Kutta stages out one by one (for speed): the
+    # same tableau, step control and dense output, so the same steps and the same states up to
+    # the order of floating-point sums. Batched with different stage boundaries, so that one
+    # configuration's jump forces a fresh first stage while the others carry theirs over.
+    import diffrax
+
+    configs = [
+        {"data": {"r": 3, "n": 4}, "loss": {"stages": stages}}
+        for stages in (
+            [[0.05, 30.0], [3.0, 200.0]],
+            [[0.05, 45.0], [1.0, 185.0]],
+            [[0.1, 10.0], [2.0, 20.0], [3.0, 200.0]],
+        )
+    ]
+    ours = ode.solve_batch(configs, solver=name)
+    theirs = ode.solve_batch(configs, solver={"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}[name]())
+    np.testing.assert_array_equal(ours.num_steps, theirs.num_steps)
+    single = ode.solve(configs[0], solver=name)
+    for part in ("a", "b", "p", "nu_a", "nu_b"):
+        scale = np.max(np.abs(getattr(theirs, part)), axis=(1, 2), keepdims=True)
+        np.testing.assert_allclose(getattr(ours, part) / scale, getattr(theirs, part) / scale, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            getattr(single, part) / scale[0], getattr(theirs[0], part) / scale[0], rtol=0, atol=1e-12
+        )
