@@ -2,6 +2,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 
 .PHONY: install run test test-all bench lint
 
@@ -22,9 +23,14 @@ test: install  ## the default test suite (slow tests excluded)
 test-all: install  ## every test, the slow ones included
 	$(PYTHON) -m pytest -q -m 'slow or not slow'
 
-bench: install  ## performance benchmarks (see benchmarks/)
+$(BENCH_STAMP): $(STAMP)
+	$(PYTHON) -m pip install --quiet -e '.[dev,bench]' || echo "PyTorch could not be installed: make bench skips its column"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## performance benchmarks, side by side with their peers (see benchmarks/, docs/performance.md)
 	$(PYTHON) benchmarks/bench_steps.py
 	$(PYTHON) benchmarks/bench_ode.py
+	$(PYTHON) benchmarks/bench_e2e.py
 
 lint: install
 	$(VENV)/bin/ruff check dynsim tests benchmarks ode

@@ -9,6 +9,8 @@ schedule [(0.05, 60), (3.0, 1600)], rtol = 1e-8, atol = 1e-10, saved on the defa
 - SciPy: ``ode/reference.py`` (``solve_ivp``, restarted at the stage boundary; states only),
   with RK45 (the same order as Tsit5) and DOP853 (the same method as Dopri8).
 
+Scaling: one solve at r = 8 ... 128 with n = 3r, Tsit5 against RK45.
+
 Batched throughput: ``dynsim.ode.solve_batch`` on a 32 × 32 grid of (kappa, stage-2 tau)
 at the default r = 8, n = 24. Every figure is the median of several timed repetitions after
 a warm-up, with min and max.
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import summary, timed, write_record
+from _common import markdown_table, ratio_text, summary, target, timed, write_record
 
 import dynsim
 
@@ -31,10 +33,11 @@ import reference  # noqa: E402  (ode/reference.py, the independent SciPy impleme
 
 R, N, RTOL, ATOL = 64, 192, 1e-8, 1e-10
 GRID = 32  # the batch is GRID × GRID configurations
+SCALING_R = (8, 16, 32, 64, 128)
 
 
-def single_solve(solver: str, repeats: int) -> dict:
-    config = dynsim.load_config({"data": {"r": R, "n": N}})
+def single_solve(solver: str, repeats: int, r: int = R, n: int = N) -> dict:
+    config = dynsim.load_config({"data": {"r": r, "n": n}})
     start = time.perf_counter()
     solution = dynsim.ode.solve(config, rtol=RTOL, atol=ATOL, solver=solver)
     first = time.perf_counter() - start
@@ -48,9 +51,9 @@ def single_solve(solver: str, repeats: int) -> dict:
     }
 
 
-def scipy_solve(method: str, times: np.ndarray, repeats: int) -> dict:
-    sigma = reference.spectrum("geometric", 4.0, R)
-    eta = np.full(N, 0.3)
+def scipy_solve(method: str, times: np.ndarray, repeats: int, r: int = R, n: int = N) -> dict:
+    sigma = reference.spectrum("geometric", 4.0, r)
+    eta = np.full(n, 0.3)
 
     def run():
         return reference.solve(sigma, sigma, eta, eta, [(0.05, 60.0), (3.0, 1600.0)], 1.0, "infonce", True, times,
@@ -84,45 +87,82 @@ def batch_solve(repeats: int) -> dict:
 
 
 def _ms(row: dict) -> str:
-    return f"{row['median_s'] * 1e3:8.2f} ms ({row['min_s'] * 1e3:.2f}..{row['max_s'] * 1e3:.2f})"
+    return f"{row['median_s'] * 1e3:.3g} ms ({row['min_s'] * 1e3:.3g}..{row['max_s'] * 1e3:.3g})"
 
 
 def main() -> int:
     tsit5, dopri8 = single_solve("tsit5", repeats=50), single_solve("dopri8", repeats=50)
     rk45 = scipy_solve("RK45", tsit5["times"], repeats=5)
     dop853 = scipy_solve("DOP853", tsit5["times"], repeats=5)
-    print(f"single solve: r = {R}, n = {N}, two stages, rtol = {RTOL:g}, atol = {ATOL:g}")
-    for row in (tsit5, dopri8):
-        print(f"  {row['name']:<28} {_ms(row)}  steps {row['steps']:>4}  compile {row['compile_s']:.2f} s")
-    for row in (rk45, dop853):
-        print(f"  {row['name']:<28} {_ms(row)}")
     ratios = {
         "RK45 / tsit5": rk45["median_s"] / tsit5["median_s"],
         "DOP853 / dopri8": dop853["median_s"] / dopri8["median_s"],
         "best scipy / best dynsim": min(rk45["median_s"], dop853["median_s"])
         / min(tsit5["median_s"], dopri8["median_s"]),
     }
-    for name, ratio in ratios.items():
-        print(f"  speed-up {name:<26} {ratio:6.1f}x")
-    best = ratios["best scipy / best dynsim"]
-    print(
-        f"target: a single dynsim solve >= 10x faster than scipy: {best:.1f}x -> {'holds' if best >= 10 else 'NOT MET'}"
-    )
+    lines = [
+        f"One solve: r = {R}, n = {N}, two stages, rtol = {RTOL:g}, atol = {ATOL:g} (median (min..max) after warm-up):",
+        "",
+        markdown_table(
+            ["solver", "time", "steps", "compile s"],
+            [[row["name"], _ms(row), row["steps"], f"{row['compile_s']:.2f}"] for row in (tsit5, dopri8)]
+            + [[row["name"], _ms(row), "", ""] for row in (rk45, dop853)],
+        ),
+        "",
+        *(f"speed-up {name}: {ratio_text(ratio)}x" for name, ratio in ratios.items()),
+        "",
+    ]
+
+    scaling = []
+    for r in SCALING_R:
+        ours = single_solve("tsit5", repeats=20, r=r, n=3 * r)
+        theirs = scipy_solve("RK45", ours.pop("times"), repeats=3, r=r, n=3 * r)
+        scaling.append({"r": r, "n": 3 * r, "dynsim": ours, "scipy": theirs})
+    lines += [
+        "ODE cost versus r (n = 3r, Tsit5 against RK45, same tolerances):",
+        "",
+        markdown_table(
+            ["r", "state size", "dynsim", "steps", "scipy", "scipy / dynsim"],
+            [
+                [
+                    row["r"],
+                    3 * row["r"] + 2 * row["n"],
+                    _ms(row["dynsim"]),
+                    row["dynsim"]["steps"],
+                    _ms(row["scipy"]),
+                    ratio_text(row["scipy"]["median_s"] / row["dynsim"]["median_s"]),
+                ]
+                for row in scaling
+            ],
+        ),  # fmt: skip
+        "",
+    ]
 
     batch = batch_solve(repeats=3)
-    print(
-        f"solve_batch: {batch['configs']} configs (r = 8, n = 24) in {_ms(batch)}, "
-        f"{batch['configs_per_s']:.0f} configs/s, steps {batch['steps_min']}..{batch['steps_max']}, "
+    lines.append(
+        f"solve_batch: {batch['configs']} configurations (r = 8, n = 24) in {_ms(batch)}, "
+        f"{batch['configs_per_s']:.0f} configurations/s, steps {batch['steps_min']}..{batch['steps_max']}, "
         f"compile {batch['compile_s']:.2f} s"
     )
-    holds = batch["median_s"] < 2.0
-    print(f"target: {batch['configs']} configs in < 2 s after compilation: {batch['median_s']:.2f} s -> "
-          f"{'holds' if holds else 'NOT MET'}")  # fmt: skip
-
+    best = ratios["best scipy / best dynsim"]
+    targets = [
+        target("one dynsim solve >= 10x faster than scipy", best, 10),
+        target(
+            f"{batch['configs']} configurations in < 2 s after compilation",
+            batch["median_s"],
+            2.0,
+            f"{batch['median_s']:.2f} s",
+            above=False,
+        ),  # fmt: skip
+    ]
+    lines += ["", *(t["line"] for t in targets)]
+    markdown = "\n".join(lines)
+    print(markdown)
     for row in (tsit5, dopri8):
         row.pop("times")
-    path = write_record("ode", {"single": [tsit5, dopri8, rk45, dop853], "ratios": ratios, "batch": batch})
-    print(f"written {path}")
+    record = {"single": [tsit5, dopri8, rk45, dop853], "ratios": ratios, "scaling_r": scaling, "batch": batch,
+              "targets": targets}  # fmt: skip
+    print(f"written {write_record('ode', record, markdown)}")
     return 0
 
 

@@ -1,18 +1,19 @@
-"""Finite-width SGD throughput: the ``param`` and ``gram`` backends side by side, against this
-machine's matmul throughput, measured in one run.
+"""Finite-width SGD throughput: dynsim's ``param`` and ``gram`` backends beside a PyTorch eager
+loop of the same step, against this machine's matmul throughput, measured in one run.
 
-Setting (issues 2 and 4): r + n = 64 (r = 16, n = 48, d = 64), batch B = 1024, float32, InfoNCE,
-population normalization. Each backend runs its real single-seed program (``simulate_seed``:
-``lax.scan`` over steps, divergence check, a record at the start and the end), compiled once
-and timed as a whole; every figure is the median (min..max) of several timed runs after a
-warm-up, divided by the step count, with compile time reported separately. Repetitions are
-interleaved across widths (round robin), so a slow spell of the machine does not bias one
-width against another. ``param`` runs up
-to width 65536, ``gram`` (Bartlett ``K_0``) also at 10^6.
+Setting (issues 2, 4 and 6): r + n = 64 (r = 16, n = 48, d = 64), float32, InfoNCE, population
+normalization; batch B = 1024 for the width table, width 4096 for the batch table. Each dynsim
+backend runs its real single-seed program (``simulate_seed``: ``lax.scan`` over steps,
+divergence check, a record at the start and the end), compiled once and timed as a whole; the
+PyTorch peer (``torch_peer.py``, optional) runs the same number of steps in a Python loop.
+Every figure is the median (min..max) of several timed runs after a warm-up, divided by the
+step count, with compile time reported separately. Repetitions are interleaved (one run of
+every backend and width per round), so a slow spell of the machine touches every column
+alike. Before timing, the PyTorch step is checked to compute dynsim's loss and gradient.
 
 FLOP-counting rules (a multiply-add counts 2; element-wise work and reductions are not counted).
 
-``param`` step, with q = r + n:
+``param`` step (and the PyTorch step, which does the same products), with q = r + n:
     similarity forward  s = f_A f_B^T                         2 B^2 m
     similarity backward df_A = ds f_B, df_B = ds^T f_A         2 * 2 B^2 m
     embeddings forward  x W^T, both towers                     2 * 2 B d m
@@ -32,30 +33,55 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from _common import timed, write_record
+import numpy as np
+import torch_peer
+from _common import markdown_table, ratio_text, target, timed, write_record
 
 import dynsim
 from dynsim import _gram, _param
+from dynsim._data import sample_latents
 from dynsim._finite import plan_and_inputs
+from dynsim._model import init_weights
 
-R, N, BATCH = 16, 48, 1024
-PARAM_WIDTHS = (256, 1024, 4096, 16384, 65536)
-GRAM_WIDTHS = (*PARAM_WIDTHS, 10**6)
+R, N, BATCH, LR = 16, 48, 1024, 0.01
+WIDTHS = (256, 1024, 4096, 16384, 65536)
+GRAM_ONLY_WIDTHS = (10**6,)
+BATCHES, BATCH_TABLE_WIDTH = (256, 1024, 4096), 4096
 PARAM_TARGET_WIDTH, RATIO_TARGET_WIDTH = 4096, 65536
+REPEATS = 5
 SYSTEMS = {"param": _param, "gram": _gram}
 
 
+class Run(NamedTuple):
+    """A compiled, warmed-up run of ``steps`` steps: ``run()`` blocks until done."""
+
+    run: object
+    steps: int
+    compile_s: float
+
+
 def param_step_flops(width: int, batch: int = BATCH, d: int = R + N, q: int = R + N) -> float:
-    """FLOPs of one ``param`` step by the rule in the module docstring."""
+    """FLOPs of one ``param`` (or PyTorch) step by the rule in the module docstring."""
     return 3 * 2 * batch**2 * width + 2 * 2 * 2 * batch * d * width + 2 * 2 * 2 * width * d * q + 2 * 2 * batch * q * d
 
 
 def gram_step_flops(batch: int = BATCH, q: int = R + N) -> float:
     """Irreducible FLOPs of one ``gram`` step by the rule in the module docstring."""
     return 2 * 2 * batch**2 * q
+
+
+def param_steps(width: int, batch: int) -> int:
+    """Steps per timed ``param``/PyTorch run: about the same work at every shape, at least 2."""
+    return max(2, round(40960 * (BATCH / batch) ** 2 / width))
+
+
+def gram_steps(batch: int) -> int:
+    """Steps per timed ``gram`` run (its cost does not depend on the width)."""
+    return max(20, round(200 * (BATCH / batch) ** 2))
 
 
 def matmul_gflops(n: int, k: int, repeats: int = 7) -> float:
@@ -66,114 +92,228 @@ def matmul_gflops(n: int, k: int, repeats: int = 7) -> float:
     return 2 * n * n * k / seconds / 1e9
 
 
-def compiled_run(backend: str, width: int, steps: int):
-    """One seed's compiled run of ``steps`` steps: ``(run, compile seconds)``, ``run()`` blocks."""
-    lr = 0.01
-    config = dynsim.load_config(
+def bench_config(batch: int, steps: int, precision: str = "float32"):
+    """The benchmark's configuration: one stage of ``steps`` steps, records at start and end."""
+    return dynsim.load_config(
         {
             "data": {"r": R, "n": N},
-            "train": {"batch": BATCH, "lr": lr},
-            "loss": {"stages": [[1.0, steps * lr]]},
-            "run": {"record_every": steps * lr},
+            "train": {"batch": batch, "lr": LR, "precision": precision},
+            "loss": {"stages": [[1.0, steps * LR]]},
+            "run": {"record_every": steps * LR},
         }
     )
+
+
+def jax_run(backend: str, width: int, batch: int, steps: int) -> Run:
+    """One seed's compiled dynsim program of ``steps`` steps on ``backend``."""
+    config = bench_config(batch, steps)
     system = SYSTEMS[backend]
     plan, inputs = plan_and_inputs(config, width, jax.random.PRNGKey(0), system.resolve_init(config, width, "auto"))
     key = jax.random.PRNGKey(1)
     start = time.perf_counter()
     compiled = jax.jit(lambda k, i: system.simulate_seed(k, i, plan)).lower(key, inputs).compile()
-    compile_seconds = time.perf_counter() - start
+    compile_s = time.perf_counter() - start
     jax.block_until_ready(compiled(key, inputs))  # warm-up
-    return (lambda: jax.block_until_ready(compiled(key, inputs))), compile_seconds
+    return Run(lambda: jax.block_until_ready(compiled(key, inputs)), steps, compile_s)
 
 
-def step_rates(backend: str, widths, steps_of, repeats: int) -> dict[int, dict]:
-    """Steps/s per width (median, min, max over ``repeats``) and compile seconds.
+def torch_run(width: int, batch: int, steps: int) -> Run:
+    """The PyTorch eager loop of ``steps`` steps (no compilation; one warm-up run)."""
+    run = torch_peer.EagerRun(width, R, N, batch, LR, tau=1.0, lam=1.0, steps=steps)
+    run()  # warm-up
+    return Run(run, steps, 0.0)
 
-    The repetitions are interleaved across widths (one run of every width per round), so
-    that a slow spell of the machine touches every width alike and the ratios between
-    widths stay fair.
-    """
-    runs = {m: compiled_run(backend, m, steps_of(m)) for m in widths}
-    seconds: dict[int, list[float]] = {m: [] for m in widths}
+
+def interleaved_rates(runs: dict, repeats: int) -> dict:
+    """Steps/s of every run (median, min, max over ``repeats``), interleaved round by round."""
+    seconds = {key: [] for key in runs}
     for _ in range(repeats):
-        for m, (run, _) in runs.items():
+        for key, run in runs.items():
             start = time.perf_counter()
-            run()
-            seconds[m].append(time.perf_counter() - start)
+            run.run()
+            seconds[key].append(time.perf_counter() - start)
     return {
-        m: {
-            "backend": backend,
-            "width": m,
-            "steps_per_s": steps_of(m) / statistics.median(seconds[m]),
-            "steps_per_s_min": steps_of(m) / max(seconds[m]),
-            "steps_per_s_max": steps_of(m) / min(seconds[m]),
-            "compile_s": runs[m][1],
+        key: {
+            "steps_per_s": run.steps / statistics.median(seconds[key]),
+            "steps_per_s_min": run.steps / max(seconds[key]),
+            "steps_per_s_max": run.steps / min(seconds[key]),
+            "compile_s": run.compile_s,
         }
-        for m in widths
+        for key, run in runs.items()
     }
+
+
+def torch_agreement() -> float:
+    """Max relative difference of the PyTorch step's loss and gradients from dynsim's (float64)."""
+    width, batch = 96, 32
+    config = bench_config(batch, 1, precision="float64")
+    with jax.enable_x64(True):
+        plan, inputs = plan_and_inputs(config, width, jax.random.PRNGKey(0))
+        maps = _param.latent_maps(inputs)
+        weights = init_weights(jax.random.PRNGKey(2), width, plan.d, jnp.float64)
+        latents = sample_latents(jax.random.PRNGKey(3), batch, R, N, jnp.float64)
+        loss, grads = jax.value_and_grad(_param.batch_loss)(weights, maps, latents, 1.3, 0.7, plan)
+    peer = torch_peer.loss_and_grads(*(tuple(np.asarray(x) for x in pair) for pair in (weights, maps, latents)),
+                                     tau=1.3, lam=0.7)  # fmt: skip
+    ours = (float(loss), *(np.asarray(g) for g in grads))
+    return max(float(np.max(np.abs(p - o)) / np.max(np.abs(o))) for p, o in zip(peer, ours, strict=True))
 
 
 def _rate(row: dict | None) -> str:
     if row is None:
-        return f"{'-':>24}"
-    return f"{row['steps_per_s']:>9.2f} ({row['steps_per_s_min']:.2f}..{row['steps_per_s_max']:.2f})".rjust(24)
+        return "-"
+    return f"{row['steps_per_s']:.4g} ({row['steps_per_s_min']:.4g}..{row['steps_per_s_max']:.4g})"
+
+
+def _ratio(top: dict | None, bottom: dict | None) -> str:
+    return ratio_text(top["steps_per_s"] / bottom["steps_per_s"]) if top and bottom else "-"
+
+
+def _gflops(row: dict | None, flops: float, ceiling: float) -> str:
+    if row is None:
+        return "- | -"
+    gflops = row["steps_per_s"] * flops / 1e9
+    return f"{gflops:.1f} | {gflops / ceiling:.0%}"
 
 
 def main() -> int:
-    ceiling = max(matmul_gflops(BATCH, 4096), matmul_gflops(2048, 2048))
+    step_shaped = matmul_gflops(BATCH, 4096)  # the shape of the param step's B x B x m products at m = 4096
+    ceiling = max(step_shaped, matmul_gflops(2048, 2048))
     latent_matmul = matmul_gflops(BATCH, R + N)
-    print(f"matmul throughput (float32, best of 1024x4096x1024 and 2048^3): {ceiling:.1f} GFLOP/s")
-    print(f"matmul of the gram step's shape (1024x64x1024): {latent_matmul:.1f} GFLOP/s")
-    param = step_rates("param", PARAM_WIDTHS, lambda m: max(2, 40960 // m), repeats=3)
-    gram = step_rates("gram", GRAM_WIDTHS, lambda m: 200, repeats=7)
-    for row in param.values():
-        row["gflops"] = row["steps_per_s"] * param_step_flops(row["width"]) / 1e9
-        row["fraction_of_matmul"] = row["gflops"] / ceiling
-    for row in gram.values():
-        row["gflops"] = row["steps_per_s"] * gram_step_flops() / 1e9
-        row["fraction_of_matmul"] = row["gflops"] / ceiling
-        row["fraction_of_latent_matmul"] = row["gflops"] / latent_matmul
+    lines = [
+        f"Matmul ceiling (float32, best of 1024x4096x1024 and 2048^3): {ceiling:.1f} GFLOP/s; 1024x4096x1024"
+        f" alone: {step_shaped:.1f} GFLOP/s; a matmul of the gram step's shape (1024x64x1024):"
+        f" {latent_matmul:.1f} GFLOP/s.",
+    ]
+    have_torch = torch_peer.torch is not None
+    if have_torch:
+        agreement, torch_matmul = torch_agreement(), torch_peer.matmul_gflops(BATCH, 4096)
+        lines.append(f"PyTorch {torch_peer.torch.__version__} eager peer (its own 1024x4096x1024 matmul:"
+                     f" {torch_matmul:.1f} GFLOP/s): loss and gradients agree with dynsim's"
+                     f" to {agreement:.1e} (float64, max relative difference).")  # fmt: skip
+        if agreement > 1e-10:
+            print("\n".join(lines))
+            raise SystemExit("the PyTorch peer does not compute dynsim's step; refusing to compare speeds")
+    else:
+        agreement = torch_matmul = None
+        lines.append("PyTorch is not installed (pip install -e .[bench]): its columns are skipped.")
 
-    print(
-        f"{'width':>8} {'param steps/s (min..max)':>24} {'GFLOP/s':>8} {'of mm':>6}"
-        f" {'gram steps/s (min..max)':>24} {'GFLOP/s':>8} {'of mm':>6} {'gram/param':>10} {'compile p/g s':>14}"
-    )
-    for m in GRAM_WIDTHS:
-        p, g = param.get(m), gram[m]
-        p_figures = f"{p['gflops']:>8.1f} {p['fraction_of_matmul']:>6.0%}" if p else f"{'-':>8} {'-':>6}"
-        ratio = f"{g['steps_per_s'] / p['steps_per_s']:>10.1f}" if p else f"{'-':>10}"
-        compile_s = f"{p['compile_s']:.2f}/{g['compile_s']:.2f}" if p else f"-/{g['compile_s']:.2f}"
-        print(
-            f"{m:>8} {_rate(p)} {p_figures} {_rate(g)} {g['gflops']:>8.1f} {g['fraction_of_matmul']:>6.0%}"
-            f" {ratio} {compile_s:>14}"
-        )
+    shapes = {(m, BATCH) for m in WIDTHS} | {(BATCH_TABLE_WIDTH, b) for b in BATCHES}
+    runs = {}
+    for m, b in sorted(shapes):
+        runs["param", m, b] = jax_run("param", m, b, param_steps(m, b))
+        if have_torch:
+            runs["torch", m, b] = torch_run(m, b, param_steps(m, b))
+        runs["gram", m, b] = jax_run("gram", m, b, gram_steps(b))
+    for m in GRAM_ONLY_WIDTHS:
+        runs["gram", m, BATCH] = jax_run("gram", m, BATCH, gram_steps(BATCH))
+    rates = interleaved_rates(runs, REPEATS)
 
-    gram_rates = [row["steps_per_s"] for row in gram.values()]
-    spread = max(gram_rates) / min(gram_rates)
-    ratio = gram[RATIO_TARGET_WIDTH]["steps_per_s"] / param[RATIO_TARGET_WIDTH]["steps_per_s"]
-    fraction = param[PARAM_TARGET_WIDTH]["fraction_of_matmul"]
-    targets = {
-        f"param step at width {PARAM_TARGET_WIDTH} >= 50% of matmul throughput": (fraction, fraction >= 0.5, "%"),
-        "gram cost flat in width (fastest / slowest, 256..1e6) <= 1.2": (spread, spread <= 1.2, "x"),
-        f"gram >= 100x param at width {RATIO_TARGET_WIDTH}": (ratio, ratio >= 100, "x"),
-    }
-    for name, (value, holds, unit) in targets.items():
-        shown = f"{value:.0%}" if unit == "%" else f"{value:.2f}x"
-        print(f"target: {name}: {shown} -> {'holds' if holds else 'NOT MET'}")
-    median_gram = statistics.median(row["gflops"] for row in gram.values())
-    print(
-        f"gram irreducible work (4 B^2 q): {median_gram:.1f} GFLOP/s = {median_gram / ceiling:.0%} of the matmul"
-        f" ceiling, {median_gram / latent_matmul:.0%} of a matmul of its own shape"
+    def row(backend, m, b):
+        return rates.get((backend, m, b))
+
+    width_rows = []
+    for m in (*WIDTHS, *GRAM_ONLY_WIDTHS):
+        p, t, g = row("param", m, BATCH), row("torch", m, BATCH), row("gram", m, BATCH)
+        width_rows.append([
+            m, _rate(p), _gflops(p, param_step_flops(m), ceiling), _rate(t), _gflops(t, param_step_flops(m), ceiling),
+            _rate(g), _gflops(g, gram_step_flops(), ceiling), _ratio(p, t), _ratio(g, p), _ratio(g, t),
+            f"{p['compile_s']:.2f} / {g['compile_s']:.2f}" if p else f"- / {g['compile_s']:.2f}",
+        ])  # fmt: skip
+    lines += [
+        "",
+        f"Cost versus width (batch {BATCH}; steps/s, median (min..max) of {REPEATS} interleaved runs):",
+        "",
+        markdown_table(
+            [
+                "width",
+                "param steps/s",
+                "GFLOP/s",
+                "of matmul",
+                "torch steps/s",
+                "GFLOP/s",
+                "of matmul",
+                "gram steps/s",
+                "GFLOP/s",
+                "of matmul",
+                "param/torch",
+                "gram/param",
+                "gram/torch",
+                "compile param/gram s",
+            ],
+            width_rows,
+        ),  # fmt: skip
+    ]
+    batch_rows = []
+    for b in BATCHES:
+        m = BATCH_TABLE_WIDTH
+        p, t, g = row("param", m, b), row("torch", m, b), row("gram", m, b)
+        batch_rows.append([
+            b, _rate(p), _gflops(p, param_step_flops(m, b), ceiling), _rate(t), _rate(g),
+            _gflops(g, gram_step_flops(b), ceiling), _ratio(p, t), _ratio(g, p), _ratio(g, t),
+        ])  # fmt: skip
+    lines += [
+        "",
+        f"Cost versus batch (width {BATCH_TABLE_WIDTH}):",
+        "",
+        markdown_table(
+            [
+                "batch",
+                "param steps/s",
+                "GFLOP/s",
+                "of matmul",
+                "torch steps/s",
+                "gram steps/s",
+                "GFLOP/s",
+                "of matmul",
+                "param/torch",
+                "gram/param",
+                "gram/torch",
+            ],
+            batch_rows,
+        ),  # fmt: skip
+        "",
+    ]
+
+    def rate(backend, m):
+        return rates[backend, m, BATCH]["steps_per_s"] if (backend, m, BATCH) in rates else None
+
+    spread = max(rate("gram", m) for m in (*WIDTHS, *GRAM_ONLY_WIDTHS)) / min(
+        rate("gram", m) for m in (*WIDTHS, *GRAM_ONLY_WIDTHS)
     )
+    fraction = rate("param", PARAM_TARGET_WIDTH) * param_step_flops(PARAM_TARGET_WIDTH) / 1e9 / ceiling
+    gram_over_param = rate("gram", RATIO_TARGET_WIDTH) / rate("param", RATIO_TARGET_WIDTH)
+    targets = [
+        target(
+            f"param step at width {PARAM_TARGET_WIDTH} >= 50% of matmul throughput", fraction, 0.5, f"{fraction:.0%}"
+        ),
+        target(f"gram >= 100x param at width {RATIO_TARGET_WIDTH}", gram_over_param, 100),
+        target("gram cost flat in width (fastest / slowest, 256..1e6) <= 1.2", spread, 1.2, above=False),
+    ]
+    if have_torch:
+        param_over_torch = rate("param", PARAM_TARGET_WIDTH) / rate("torch", PARAM_TARGET_WIDTH)
+        gram_over_torch = rate("gram", RATIO_TARGET_WIDTH) / rate("torch", RATIO_TARGET_WIDTH)
+        targets += [
+            target(f"param >= 1.5x PyTorch eager at width {PARAM_TARGET_WIDTH}", param_over_torch, 1.5),
+            target(f"gram >= 100x PyTorch eager at width {RATIO_TARGET_WIDTH}", gram_over_torch, 100),
+        ]
+    else:
+        lines.append("- targets against PyTorch: not measured (PyTorch is not installed)")
+    lines += [t["line"] for t in targets]
+    markdown = "\n".join(lines)
+    print(markdown)
     record = {
         "matmul_gflops": ceiling,
+        "step_shaped_matmul_gflops": step_shaped,
         "latent_matmul_gflops": latent_matmul,
-        "param": list(param.values()),
-        "gram": list(gram.values()),
-        "targets": {name: {"value": value, "holds": holds} for name, (value, holds, _) in targets.items()},
+        "torch_agreement": agreement,
+        "torch_matmul_gflops": torch_matmul,
+        "rates": [
+            {"backend": k[0], "width": k[1], "batch": k[2], "steps": runs[k].steps, **v} for k, v in rates.items()
+        ],
+        "targets": targets,
     }
-    print(f"written {write_record('steps', record)}")
+    print(f"written {write_record('steps', record, markdown)}")
     return 0
 
 
