@@ -213,66 +213,30 @@ def main() -> int:
     def row(backend, m, b):
         return rates.get((backend, m, b))
 
-    width_rows = []
-    for m in (*WIDTHS, *GRAM_ONLY_WIDTHS):
-        p, t, g = row("param", m, BATCH), row("torch", m, BATCH), row("gram", m, BATCH)
-        width_rows.append([
-            m, _rate(p), _gflops(p, param_step_flops(m), ceiling), _rate(t), _gflops(t, param_step_flops(m), ceiling),
-            _rate(g), _gflops(g, gram_step_flops(), ceiling), _ratio(p, t), _ratio(g, p), _ratio(g, t),
-            f"{p['compile_s']:.2f} / {g['compile_s']:.2f}" if p else f"- / {g['compile_s']:.2f}",
-        ])  # fmt: skip
+    def table(label: str, shapes: list[tuple[int, int]], value_of) -> str:
+        rows = []
+        for m, b in shapes:
+            p, t, g = row("param", m, b), row("torch", m, b), row("gram", m, b)
+            rows.append([
+                value_of(m, b), _rate(p), _gflops(p, param_step_flops(m, b), ceiling), _rate(t),
+                _gflops(t, param_step_flops(m, b), ceiling), _rate(g), _gflops(g, gram_step_flops(b), ceiling),
+                _ratio(p, t), _ratio(g, p), _ratio(g, t),
+                f"{p['compile_s']:.2f} / {g['compile_s']:.2f}" if p else f"- / {g['compile_s']:.2f}",
+            ])  # fmt: skip
+        header = [label, "param steps/s", "GFLOP/s", "of matmul", "torch steps/s", "GFLOP/s", "of matmul",
+                  "gram steps/s", "GFLOP/s", "of matmul", "param/torch", "gram/param", "gram/torch",
+                  "compile param/gram s"]  # fmt: skip
+        return markdown_table(header, rows)
+
     lines += [
         "",
         f"Cost versus width (batch {BATCH}; steps/s, median (min..max) of {REPEATS} interleaved runs):",
         "",
-        markdown_table(
-            [
-                "width",
-                "param steps/s",
-                "GFLOP/s",
-                "of matmul",
-                "torch steps/s",
-                "GFLOP/s",
-                "of matmul",
-                "gram steps/s",
-                "GFLOP/s",
-                "of matmul",
-                "param/torch",
-                "gram/param",
-                "gram/torch",
-                "compile param/gram s",
-            ],
-            width_rows,
-        ),  # fmt: skip
-    ]
-    batch_rows = []
-    for b in BATCHES:
-        m = BATCH_TABLE_WIDTH
-        p, t, g = row("param", m, b), row("torch", m, b), row("gram", m, b)
-        batch_rows.append([
-            b, _rate(p), _gflops(p, param_step_flops(m, b), ceiling), _rate(t), _rate(g),
-            _gflops(g, gram_step_flops(b), ceiling), _ratio(p, t), _ratio(g, p), _ratio(g, t),
-        ])  # fmt: skip
-    lines += [
+        table("width", [(m, BATCH) for m in (*WIDTHS, *GRAM_ONLY_WIDTHS)], lambda m, b: m),
         "",
         f"Cost versus batch (width {BATCH_TABLE_WIDTH}):",
         "",
-        markdown_table(
-            [
-                "batch",
-                "param steps/s",
-                "GFLOP/s",
-                "of matmul",
-                "torch steps/s",
-                "gram steps/s",
-                "GFLOP/s",
-                "of matmul",
-                "param/torch",
-                "gram/param",
-                "gram/torch",
-            ],
-            batch_rows,
-        ),  # fmt: skip
+        table("batch", [(BATCH_TABLE_WIDTH, b) for b in BATCHES], lambda m, b: b),
         "",
     ]
 
