@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: install run test test-all bench lint
+.PHONY: install run test test-all bench lint docs
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ bench: $(BENCH_STAMP)  ## performance benchmarks, side by side with their peers 
 	$(PYTHON) benchmarks/bench_steps.py
 	$(PYTHON) benchmarks/bench_ode.py
 	$(PYTHON) benchmarks/bench_e2e.py
+
+docs: install  ## regenerate docs/cli.md and docs/config-reference.md from the code (tests/test_docs.py checks them)
+	$(PYTHON) -m dynsim._docgen
 
 lint: install
 	$(VENV)/bin/ruff check dynsim tests benchmarks ode

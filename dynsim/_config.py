@@ -1,9 +1,11 @@
 """Typed, validated, immutable configuration (shared/SPEC.md §1–3).
 
 A :class:`Config` has four sections, ``data``, ``loss``, ``train`` and ``run``; every
-field has a small meaningful default. Validation happens at construction, so an
-invalid configuration never reaches the simulator: the error names the field, the bad
-value and the allowed range or choices.
+field has a small meaningful default. Each field is declared with its description and an
+:class:`Allowed` rule; validation reads the rules at construction, so an invalid
+configuration never reaches the simulator: the error names the field, the bad value and
+the allowed range or choices. docs/config-reference.md is generated from the same
+declarations (``python -m dynsim._docgen``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import difflib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ._schedule import stage_steps
 
@@ -28,10 +30,41 @@ BACKENDS = ("param", "gram")
 INITS = ("auto", "bartlett", "exact")
 GRAM_OPTIMIZERS = ("sgd", "momentum")  # linear in the gradient, so that W_t = W_0 Phi_t
 DEVICES = ("auto", "cpu", "gpu")
+NUMERIC_KINDS = ("integer", "number", "integers", "numbers", "stages")
 
 
 class ConfigError(ValueError):
     """An invalid configuration: the message names the field and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Allowed:
+    """What validation accepts for one field; the configuration reference is rendered from it.
+
+    Attributes:
+        kind: ``integer``, ``number``, ``choice``, ``bool``, ``path``, or a non-empty list:
+            ``integers``, ``numbers``, ``stages`` (``[tau, duration]`` pairs).
+        low: lower bound of a number or of every list element: a number, or sibling fields
+            joined by ``" + "`` (``"r + n"``).
+        strict: ``low`` itself is excluded.
+        high: exclusive upper bound.
+        choices: the allowed strings of a ``choice``.
+        length: the sibling field a list's length must equal.
+        optional: ``None`` (unset) is accepted; the field's description says what it means.
+    """
+
+    kind: str
+    low: float | str | None = None
+    strict: bool = False
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    length: str | None = None
+    optional: bool = False
+
+
+def _field(default: Any, doc: str, kind: str, **allowed: Any) -> Any:
+    """A configuration field: its default, a one-line description and its :class:`Allowed` rule."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "allowed": Allowed(kind, **allowed)})
 
 
 def _fail(field: str, value: Any, allowed: str) -> None:
@@ -53,13 +86,40 @@ def check_choice(field, value, choices):
         _fail(field, value, f"must be one of {', '.join(map(repr, choices))}")
 
 
-def _check_list(field, values, length, *, low, strict):
-    if values is None:
+def _check_field(section, field: dataclasses.Field) -> None:
+    """Check one field of a section against its :class:`Allowed` rule."""
+    name, value, rule = f"{section.name}.{field.name}", getattr(section, field.name), field.metadata["allowed"]
+    if value is None and rule.optional:
         return
-    if length is not None and len(values) != length:
-        _fail(field, list(values), f"must have length {length}")
-    for i, v in enumerate(values):
-        _check_number(f"{field}[{i}]", v, low=low, strict=strict)
+    low = rule.low
+    if isinstance(low, str):
+        low = sum(getattr(section, sibling) for sibling in low.split(" + "))
+    bounds = {"low": low, "strict": rule.strict, "high": rule.high}
+    if rule.kind in ("integer", "number"):
+        _check_number(name, value, integer=rule.kind == "integer", **bounds)
+    elif rule.kind == "choice":
+        check_choice(name, value, rule.choices)
+    elif rule.kind == "bool" and not isinstance(value, bool):
+        _fail(name, value, "must be true or false")
+    elif rule.kind == "path" and (not isinstance(value, str) or not value):
+        _fail(name, value, "must be a non-empty path")
+    elif rule.kind in ("integers", "numbers", "stages"):
+        if not value:
+            _fail(name, list(value), "must hold at least one value")
+        if rule.length is not None and len(value) != getattr(section, rule.length):
+            _fail(name, list(value), f"must have length {getattr(section, rule.length)}")
+        for i, element in enumerate(value):
+            if rule.kind == "stages":
+                _check_number(f"{name}[{i}].tau", element[0], **bounds)
+                _check_number(f"{name}[{i}].duration", element[1], **bounds)
+            else:
+                _check_number(f"{name}[{i}]", element, integer=rule.kind == "integers", **bounds)
+
+
+def _check_fields(section) -> None:
+    """Check every field of a section in declaration order (cross-field rules are the section's own)."""
+    for field in dataclasses.fields(section):
+        _check_field(section, field)
 
 
 def _tuple(values):
@@ -70,54 +130,59 @@ def _tuple(values):
 class DataConfig:
     """Data model, SPEC §1: ``x = M z + H xi`` with ``M = U diag(sigma)``, ``H = V diag(eta)``.
 
-    Attributes:
-        r: number of signal coordinates, ``r >= 1``.
-        n: number of noise coordinates per modality, ``n >= 0``.
-        d: ambient dimension, ``d >= r + n``; ``None`` means ``r + n``.
-        spectrum: signal spectrum profile, one of ``geometric``, ``linear``, ``spike``,
-            ``list`` (then ``sigma`` gives it).
-        kappa: ``sigma_max / sigma_min`` of modality A, ``>= 1``.
-        kappa_b: the same for modality B; ``None`` means ``kappa``.
-        sigma, sigma_b: explicit spectra (length r, > 0) for ``spectrum = "list"``;
-            ``sigma_b`` defaults to ``sigma``.
-        noise: constant noise level ``eta_j``, ``>= 0``.
-        eta: explicit noise spectrum (length n, >= 0); when given it overrides ``noise``.
-        basis: ``canonical`` (first r + n coordinates) or ``random`` (Haar, from the run's key).
+    Profiles of ``spectrum``: ``geometric`` ``sigma_k = kappa^((r-k)/(r-1))``, ``linear`` evenly
+    spaced from ``kappa`` down to 1, ``spike`` ``sigma_1 = kappa`` and all others 1 (with
+    ``r = 1`` every profile gives ``[kappa]``); ``list`` takes ``sigma`` and ``sigma_b``, which
+    are refused with any other profile.
     """
 
-    r: int = 8
-    n: int = 24
-    d: int | None = None
-    spectrum: str = "geometric"
-    kappa: float = 4.0
-    kappa_b: float | None = None
-    sigma: tuple[float, ...] | None = None
-    sigma_b: tuple[float, ...] | None = None
-    noise: float = 0.3
-    eta: tuple[float, ...] | None = None
-    basis: str = "canonical"
+    name: ClassVar[str] = "data"
+    r: int = _field(8, "signal coordinates", "integer", low=1)
+    n: int = _field(24, "noise coordinates per modality", "integer", low=0)
+    d: int | None = _field(None, "ambient dimension; unset means r + n", "integer", low="r + n", optional=True)
+    spectrum: str = _field("geometric", "profile of the signal spectrum sigma", "choice", choices=SPECTRA)
+    kappa: float = _field(4.0, "sigma_max / sigma_min of modality A", "number", low=1)
+    kappa_b: float | None = _field(
+        None, "sigma_max / sigma_min of modality B; unset means kappa", "number", low=1, optional=True
+    )
+    sigma: tuple[float, ...] | None = _field(
+        None,
+        'explicit signal spectrum of modality A; required by, and only allowed with, spectrum = "list"',
+        "numbers",
+        low=0,
+        strict=True,
+        length="r",
+        optional=True,
+    )
+    sigma_b: tuple[float, ...] | None = _field(
+        None,
+        'explicit signal spectrum of modality B (spectrum = "list"); unset means sigma',
+        "numbers",
+        low=0,
+        strict=True,
+        length="r",
+        optional=True,
+    )
+    noise: float = _field(0.3, "constant noise level eta_j of both modalities", "number", low=0)
+    eta: tuple[float, ...] | None = _field(
+        None, "explicit noise spectrum of both modalities; overrides noise", "numbers", low=0, length="n", optional=True
+    )
+    basis: str = _field(
+        "canonical",
+        "[U V]: the first r + n coordinates, or Haar-random columns drawn from the run's key",
+        "choice",
+        choices=BASES,
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "sigma", _tuple(self.sigma))
         object.__setattr__(self, "sigma_b", _tuple(self.sigma_b))
         object.__setattr__(self, "eta", _tuple(self.eta))
-        _check_number("data.r", self.r, low=1, integer=True)
-        _check_number("data.n", self.n, low=0, integer=True)
-        if self.d is not None:
-            _check_number("data.d", self.d, low=self.r + self.n, integer=True)
-        check_choice("data.spectrum", self.spectrum, SPECTRA)
-        _check_number("data.kappa", self.kappa, low=1)
-        if self.kappa_b is not None:
-            _check_number("data.kappa_b", self.kappa_b, low=1)
-        _check_list("data.sigma", self.sigma, self.r, low=0, strict=True)
-        _check_list("data.sigma_b", self.sigma_b, self.r, low=0, strict=True)
+        _check_fields(self)
         if self.spectrum == "list" and self.sigma is None:
             _fail("data.sigma", None, 'a list of r positive values is required when spectrum = "list"')
         if self.spectrum != "list" and (self.sigma, self.sigma_b) != (None, None):
             _fail("data.spectrum", self.spectrum, 'must be "list" when data.sigma or data.sigma_b is given')
-        _check_number("data.noise", self.noise, low=0)
-        _check_list("data.eta", self.eta, self.n, low=0, strict=False)
-        check_choice("data.basis", self.basis, BASES)
 
     @property
     def dim(self) -> int:
@@ -129,18 +194,22 @@ class DataConfig:
 class LossConfig:
     """Loss and temperature schedule, SPEC §3.
 
-    Attributes:
-        kind: ``infonce`` (contrastive), ``positive`` (non-contrastive) or ``spectral``.
-        lam: weight of the negative pairs, ``> 0``.
-        stages: ``((tau_1, T_1), (tau_2, T_2), ...)``: inverse temperature ``tau_k > 0``
-            held for a training-time duration ``T_k > 0``.
-        rescale: multiply the gradient by ``gamma = 1 / tau`` (seed §5.1).
+    Each stage lasts ``round(duration / train.lr)`` SGD steps, which must be at least 1.
     """
 
-    kind: str = "infonce"
-    lam: float = 1.0
-    stages: tuple[tuple[float, float], ...] = ((0.05, 60.0), (3.0, 1600.0))
-    rescale: bool = True
+    name: ClassVar[str] = "loss"
+    kind: str = _field(
+        "infonce", "the loss: contrastive infonce, non-contrastive positive, or spectral", "choice", choices=LOSSES
+    )
+    lam: float = _field(1.0, "weight of the negative pairs (infonce, spectral)", "number", low=0, strict=True)
+    stages: tuple[tuple[float, float], ...] = _field(
+        ((0.05, 60.0), (3.0, 1600.0)),
+        "[tau, duration] pairs: inverse temperature tau held for a training-time duration",
+        "stages",
+        low=0,
+        strict=True,
+    )
+    rescale: bool = _field(True, "multiply the gradient by gamma = 1 / tau (seed §5.1)", "bool")
 
     def __post_init__(self):
         try:
@@ -148,96 +217,69 @@ class LossConfig:
         except (TypeError, ValueError):
             _fail("loss.stages", self.stages, "must be a list of [tau, duration] pairs")
         object.__setattr__(self, "stages", stages)
-        check_choice("loss.kind", self.kind, LOSSES)
-        _check_number("loss.lam", self.lam, low=0, strict=True)
-        if not stages:
-            _fail("loss.stages", list(stages), "must hold at least one [tau, duration] pair")
-        for k, (tau, duration) in enumerate(stages):
-            _check_number(f"loss.stages[{k}].tau", tau, low=0, strict=True)
-            _check_number(f"loss.stages[{k}].duration", duration, low=0, strict=True)
-        if not isinstance(self.rescale, bool):
-            _fail("loss.rescale", self.rescale, "must be true or false")
+        _check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Online SGD, SPEC §3: training time ``t = lr * step``.
+    """Online SGD, SPEC §3: training time ``t = lr * step``."""
 
-    Attributes:
-        lr: learning rate ``eta > 0``.
-        batch: pairs per step ``B`` (``>= 2`` for contrastive losses, ``>= 1`` otherwise).
-        normalization: ``population`` (``Z^2 = E||W x||^2``) or ``batch`` (batch mean).
-        optimizer: ``sgd``, ``momentum`` (heavy ball, coefficient ``momentum``) or ``adam``.
-        momentum: momentum coefficient in ``[0, 1)``, used by ``optimizer = "momentum"``.
-        precision: ``float32`` or ``float64``.
-    """
-
-    lr: float = 0.2
-    batch: int = 64
-    normalization: str = "population"
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    precision: str = "float32"
+    name: ClassVar[str] = "train"
+    lr: float = _field(0.2, "learning rate eta; training time is t = lr * step", "number", low=0, strict=True)
+    batch: int = _field(64, "fresh pairs per step B; contrastive losses need at least 2", "integer", low=1)
+    normalization: str = _field(
+        "population", "Z^2 = E||W x||^2 (population) or its batch mean", "choice", choices=NORMALIZATIONS
+    )
+    optimizer: str = _field("sgd", "optax optimizer; momentum is heavy ball", "choice", choices=OPTIMIZERS)
+    momentum: float = _field(0.9, 'momentum coefficient of optimizer = "momentum"', "number", low=0, high=1)
+    precision: str = _field("float32", "floating-point precision of the whole run", "choice", choices=PRECISIONS)
 
     def __post_init__(self):
-        _check_number("train.lr", self.lr, low=0, strict=True)
-        _check_number("train.batch", self.batch, low=1, integer=True)
-        check_choice("train.normalization", self.normalization, NORMALIZATIONS)
-        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
-        _check_number("train.momentum", self.momentum, low=0, high=1)
-        check_choice("train.precision", self.precision, PRECISIONS)
+        _check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """What to run and where.
+    """What to run and where."""
 
-    Attributes:
-        widths: network widths ``m >= 1`` to simulate.
-        seeds: independent runs per width, ``>= 1``.
-        seed: base PRNG seed, ``>= 0``.
-        record_every: training time between recorded points, ``> 0``.
-        backend: ``param`` (literal parameter-space model, the reference) or ``gram`` (exact
-            Gram-space recursion, SPEC §6, whose cost does not depend on the width).
-        init: initial Gram matrix of the ``gram`` backend: ``bartlett`` (``K_0 ~ Wishart``,
-            needs ``m >= 2(r + n)``), ``exact`` (from the ``W_0`` the ``param`` backend draws with
-            the same key) or ``auto`` (``bartlett`` when it applies, else ``exact``).
-        device: ``auto``, ``cpu`` or ``gpu``.
-        alignment_samples: fresh pairs for the Monte-Carlo alignment score and loss, ``>= 2``.
-        seed_chunk: seeds simulated (and saved) together by ``dynsim sweep``, ``>= 1``; a run
-            that is interrupted loses at most one chunk.
-        out: output directory of ``dynsim sweep``.
-    """
-
-    widths: tuple[int, ...] = (256, 1024)
-    seeds: int = 4
-    seed: int = 0
-    record_every: float = 20.0
-    backend: str = "param"
-    init: str = "auto"
-    device: str = "auto"
-    alignment_samples: int = 1024
-    seed_chunk: int = 4
-    out: str = "runs/default"
+    name: ClassVar[str] = "run"
+    widths: tuple[int, ...] = _field(
+        (256, 1024), "widths m swept by dynsim sweep; dynsim.simulate defaults to the first", "integers", low=1
+    )
+    seeds: int = _field(4, "independent runs per width", "integer", low=1)
+    seed: int = _field(0, "base PRNG seed", "integer", low=0)
+    record_every: float = _field(
+        20.0, "training time between records (rounded to whole steps, at least 1)", "number", low=0, strict=True
+    )
+    backend: str = _field(
+        "param",
+        "param: literal SGD on the weights (the reference); gram: the exact Gram-space recursion, "
+        "whose cost does not grow with the width (docs/gram.md)",
+        "choice",
+        choices=BACKENDS,
+    )
+    init: str = _field(
+        "auto",
+        "initial Gram matrix of the gram backend: bartlett samples K_0 ~ Wishart(m, I/m) (needs m >= 2(r + n)), "
+        "exact forms it from the W_0 that param draws with the same key, auto is bartlett when it applies; "
+        "param accepts auto and exact",
+        "choice",
+        choices=INITS,
+    )
+    device: str = _field("auto", "device kind; seeds are sharded over every device of it", "choice", choices=DEVICES)
+    alignment_samples: int = _field(1024, "fresh pairs for the Monte-Carlo alignment score and loss", "integer", low=2)
+    seed_chunk: int = _field(
+        4,
+        "seeds dynsim sweep simulates and saves together; an interrupted run loses at most one chunk",
+        "integer",
+        low=1,
+    )
+    out: str = _field("runs/default", "output directory of dynsim sweep", "path")
 
     def __post_init__(self):
-        if isinstance(self.widths, int):
-            object.__setattr__(self, "widths", (self.widths,))
-        object.__setattr__(self, "widths", tuple(self.widths))
-        if not self.widths:
-            _fail("run.widths", [], "must hold at least one width")
-        for i, width in enumerate(self.widths):
-            _check_number(f"run.widths[{i}]", width, low=1, integer=True)
-        _check_number("run.seeds", self.seeds, low=1, integer=True)
-        _check_number("run.seed", self.seed, low=0, integer=True)
-        _check_number("run.record_every", self.record_every, low=0, strict=True)
-        check_choice("run.backend", self.backend, BACKENDS)
-        check_choice("run.init", self.init, INITS)
-        check_choice("run.device", self.device, DEVICES)
-        _check_number("run.alignment_samples", self.alignment_samples, low=2, integer=True)
-        _check_number("run.seed_chunk", self.seed_chunk, low=1, integer=True)
-        if not isinstance(self.out, str) or not self.out:
-            _fail("run.out", self.out, "must be a non-empty path")
+        widths = (self.widths,) if isinstance(self.widths, int) else self.widths
+        object.__setattr__(self, "widths", tuple(widths))
+        _check_fields(self)
 
 
 def check_backend(backend: str, init: str, optimizer: str) -> None:
