@@ -1,9 +1,11 @@
 """Config: defaults, loading, and one ConfigError per invalid field naming that field."""
 
+import dataclasses
+
 import pytest
 
 import dynsim
-from dynsim._config import parse_assignment, with_overrides
+from dynsim._config import NUMERIC_KINDS, parse_assignment, with_overrides
 
 INVALID = [
     ({"data": {"r": 0}}, "data.r"),
@@ -109,3 +111,45 @@ def test_assignments_parse_toml_values_and_override():
         parse_assignment("lam=2")
     config = with_overrides(dynsim.Config(), {"loss": {"lam": 2.0}})
     assert config.loss.lam == 2.0 and config.data == dynsim.Config().data
+
+
+def _numeric_bounds():
+    """``(section, field, rule)`` of every field whose rule has a numeric bound (docs/config-reference.md)."""
+    for section in dataclasses.fields(dynsim.Config):
+        for field in dataclasses.fields(type(section.default)):
+            rule = field.metadata["allowed"]
+            if rule.kind in NUMERIC_KINDS and (rule.low is not None or rule.high is not None):
+                yield section.name, field.name, rule
+
+
+# What a field needs from its neighbours to be checked on its own.
+_CONTEXT = {
+    "sigma": {"data": {"spectrum": "list"}},
+    "sigma_b": {"data": {"spectrum": "list", "sigma": [1.0] * 8}},
+    "batch": {"loss": {"kind": "positive"}},
+    "stages": {"train": {"lr": 1e-10}},  # so that a stage of duration 1e-9 lasts whole steps
+}
+
+
+def _sample(section, name, rule, value):
+    """A configuration dict with ``value`` in the place of one element of the field."""
+    source = {key: dict(values) for key, values in _CONTEXT.get(name, {}).items()}
+    element = {"integers": [value], "numbers": [value] * (8 if rule.length == "r" else 24), "stages": [[value, value]]}
+    source.setdefault(section, {})[name] = element.get(rule.kind, value)
+    return source
+
+
+@pytest.mark.parametrize(("section", "name", "rule"), list(_numeric_bounds()), ids=lambda x: getattr(x, "kind", x))
+def test_documented_bounds_are_the_enforced_ones(section, name, rule):
+    low = 32 if rule.low == "r + n" else rule.low  # d's bound at the default r + n
+    integer = rule.kind in ("integer", "integers")
+    if low is not None:
+        outside = low if rule.strict else low - (1 if integer else 1e-9)
+        with pytest.raises(dynsim.ConfigError, match=rf"{section}\.{name}"):
+            dynsim.load_config(_sample(section, name, rule, outside))
+        inside = low + (1 if integer else 1e-9) if rule.strict else low
+        dynsim.load_config(_sample(section, name, rule, inside))
+    if rule.high is not None:
+        with pytest.raises(dynsim.ConfigError, match=rf"{section}\.{name}"):
+            dynsim.load_config(_sample(section, name, rule, rule.high))
+        dynsim.load_config(_sample(section, name, rule, rule.high - 1e-9))
