@@ -10,9 +10,11 @@ from ._config import LossConfig as LossConfig
 from ._config import RunConfig as RunConfig
 from ._config import TrainConfig as TrainConfig
 from ._config import load_config as load_config
+from ._phase import phase_diagram as phase_diagram
 from ._results import RunMismatch as RunMismatch
 from ._results import load as load
 from ._runner import DeviceUnavailable as DeviceUnavailable
 from ._runner import SimulationDiverged as SimulationDiverged
 from ._simulate import simulate as simulate
+from ._stages import stage_times as stage_times
 from ._trajectory import Trajectory as Trajectory

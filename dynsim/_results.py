@@ -8,7 +8,8 @@ A run directory holds
   and renamed into place, then marked complete by ``parts/<name>.done``;
 - ``ode.nc``: the infinite-width overlay, when asked for;
 - ``dataset.nc``: everything in one file, written when the run finishes;
-- ``summary.csv``, ``figures/*.png`` and ``run.log``.
+- ``summary.csv`` (final metrics and stage times per width), ``stages.csv`` (stage times per
+  seed), ``figures/*.png`` and ``run.log``.
 
 A part with its ``.done`` marker is never recomputed, so a run killed at any moment loses
 at most the part in flight, and re-running the same command finishes the rest. A directory
@@ -30,11 +31,13 @@ import xarray as xr
 
 from ._config import Config, ConfigError, load_config
 from ._observables import METRICS
+from ._stages import stage_times
 from ._trajectory import Record
 
 ENGINE = "h5netcdf"  # netCDF4/HDF5: 64-bit integer widths; no pickles anywhere
 COORDINATE_DIMS = {"a": "signal", "b": "signal", "p": "signal", "nu_a": "noise", "nu_b": "noise"}
 ODE_PREFIX, FLOOR_PREFIX = "ode_", "floor_"
+STAGES = ("t_align", "t_balance")  # see dynsim._stages
 
 
 class RunMismatch(ConfigError):
@@ -213,25 +216,70 @@ def record_from(dataset: xr.Dataset, prefix: str = "", width: int | None = None)
     )
 
 
+def _stage_times(dataset: xr.Dataset, select: xr.Dataset, prefix: str = "") -> dict[str, np.ndarray]:
+    """``t_align`` and ``t_balance`` of every trajectory in ``select`` (leading axes kept)."""
+    values = stage_times(dataset.time.values, select[prefix + "rho_min"].values, select[prefix + "kappa_a"].values)
+    return dict(zip(STAGES, values, strict=True))
+
+
+def _stage_summary(times: dict[str, np.ndarray]) -> dict:
+    """``<stage>_mean``, ``<stage>_sd`` over the seeds that reached the stage (NaN if none did)
+    and ``<stage>_reached``, their number."""
+    row = {}
+    for name, values in times.items():
+        hit = np.atleast_1d(values)[np.isfinite(np.atleast_1d(values))]
+        mean, sd = (float(np.mean(hit)), float(np.std(hit))) if hit.size else (float("nan"), float("nan"))
+        row.update({f"{name}_mean": mean, f"{name}_sd": sd, f"{name}_reached": int(hit.size)})
+    return row
+
+
+def _finished(final: xr.Dataset) -> np.ndarray:
+    return final.a.notnull().all("signal").values  # an interrupted run may lack some seeds
+
+
 def final_summary(dataset: xr.Dataset) -> list[dict]:
     """Final-time metrics: per width ``{"width", "seeds", "<metric>_mean", "<metric>_sd"}``
-    over seeds, and a last row ``width = "inf"`` (sd 0) for the ODE overlay if present."""
+    over seeds, and a last row ``width = "inf"`` (sd 0) for the ODE overlay if present.
+
+    Every row also has the stage times of :func:`dynsim.stage_times` (``t_align``,
+    ``t_balance``): ``<stage>_mean`` and ``<stage>_sd`` over the seeds that reached the stage
+    (NaN if none did) and ``<stage>_reached``, their number.
+    """
     rows = []
     for width in dataset.width.values:
-        final = dataset.sel(width=width).isel(time=-1)
-        finished = final.a.notnull().all("signal").values  # an interrupted run may lack some seeds
+        per_width = dataset.sel(width=width)
+        final = per_width.isel(time=-1)
+        finished = _finished(final)
         row = {"width": int(width), "seeds": int(finished.sum())}
         for name in METRICS:
             values = final[name].values[finished]
             row.update({f"{name}_mean": float(np.mean(values)), f"{name}_sd": float(np.std(values))})
-        rows.append(row)
+        times = _stage_times(dataset, per_width)
+        rows.append(row | _stage_summary({name: values[finished] for name, values in times.items()}))
     if ODE_PREFIX + "a" in dataset:
         final = dataset.isel(time=-1)
         row = {"width": "inf", "seeds": 0}
         for name in METRICS:
             if ODE_PREFIX + name in dataset:
                 row.update({f"{name}_mean": float(final[ODE_PREFIX + name]), f"{name}_sd": 0.0})
-        rows.append(row)
+        rows.append(row | _stage_summary(_stage_times(dataset, dataset, ODE_PREFIX)))
+    return rows
+
+
+def stage_rows(dataset: xr.Dataset) -> list[dict]:
+    """Stage times per trajectory: ``{"width", "seed", "t_align", "t_balance"}`` for every
+    finished seed of every width, then ``width = "inf"`` (seed empty) for the ODE overlay."""
+    rows = []
+    for width in dataset.width.values:
+        per_width = dataset.sel(width=width)
+        finished = _finished(per_width.isel(time=-1))
+        times = _stage_times(dataset, per_width)
+        for i in np.flatnonzero(finished):
+            row = {"width": int(width), "seed": int(per_width.seed.values[i])}
+            rows.append(row | {name: float(values[i]) for name, values in times.items()})
+    if ODE_PREFIX + "a" in dataset:
+        times = _stage_times(dataset, dataset, ODE_PREFIX)
+        rows.append({"width": "inf", "seed": ""} | {name: float(values) for name, values in times.items()})
     return rows
 
 
@@ -250,5 +298,6 @@ def write_csv(path: Path, rows: list[dict], footer: str = "") -> Path:
 
 
 def write_summary(run_dir: Path, dataset: xr.Dataset) -> Path:
-    """``summary.csv``: :func:`final_summary` of the run."""
+    """``summary.csv``: :func:`final_summary` of the run; ``stages.csv``: its :func:`stage_rows`."""
+    write_csv(Path(run_dir) / "stages.csv", stage_rows(dataset))
     return write_csv(Path(run_dir) / "summary.csv", final_summary(dataset))

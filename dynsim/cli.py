@@ -1,4 +1,4 @@
-"""The ``dynsim`` command line: ``sweep``, ``ode``, ``compare``, ``plot``, ``show``.
+"""The ``dynsim`` command line: ``sweep``, ``ode``, ``compare``, ``plot``, ``show``, ``reproduce``.
 
 Every user error (unknown option, bad ``--set``, missing file, invalid config, missing
 device, a run directory of another configuration) exits with status 2 and one line on
@@ -21,11 +21,13 @@ from rich.text import Text
 from . import ode as ode_module
 from ._compare import CONFIDENCE, FLOOR_WIDTH, check_comparable, comparison_of_dataset
 from ._config import Config, ConfigError, load_config, parse_assignment, with_overrides
-from ._figures import draw, metric_trajectories
+from ._figures import FIG1_METRICS, draw, metric_trajectories
+from ._reproduce import reproduce_fig1
 from ._results import (
     ENGINE,
     FLOOR_PREFIX,
     ODE_PREFIX,
+    STAGES,
     describe,
     final_summary,
     load,
@@ -35,6 +37,7 @@ from ._results import (
     write_csv,
 )
 from ._runner import DeviceUnavailable, SimulationDiverged, select_devices
+from ._stages import ALIGNED_RHO, BALANCED_KAPPA
 from ._sweep import run_sweep
 
 app = typer.Typer(
@@ -144,6 +147,29 @@ def _final_rows(rows: list[dict]) -> list[tuple[str, dict]]:
     ]
 
 
+def _stages_table(rows: list[dict]) -> Table:
+    """Stage times of :func:`final_summary` rows: ``mean ± sd (reached/seeds)``, ``never`` if none reached."""
+    table = Table(title=f"stage times: rho_min >= {ALIGNED_RHO}, then kappa_a <= {BALANCED_KAPPA}")
+    for column in ("width", *STAGES):
+        table.add_column(column, justify="right")
+
+    for row in rows:
+        cells = [_stage_cell(row, name, sd=True) for name in STAGES]
+        table.add_row("∞ (ODE)" if row["width"] == "inf" else str(row["width"]), *cells)
+    return table
+
+
+def _stage_cell(row: dict, name: str, sd: bool = False) -> str:
+    """``mean [± sd] (reached/seeds)`` of one stage time; ``never`` if no seed reached it."""
+    reached, seeds = row[f"{name}_reached"], row["seeds"]
+    if not reached:
+        return "never"
+    mean = f"{row[f'{name}_mean']:.4g}"
+    if row["width"] == "inf":
+        return mean
+    return mean + (f" ± {row[f'{name}_sd']:.2g}" if sd else "") + ("" if reached == seeds else f" ({reached}/{seeds})")
+
+
 def _comparison_table(comparison) -> Table:
     columns = {"sup over time": "sup_all", "final time": "final_all", "a (sup)": "sup_a", "p (sup)": "sup_p"}
     columns["nu_a (sup)"] = "sup_nu_a"
@@ -173,7 +199,9 @@ def _finish(dataset, run_dir: Path, quiet: bool, comparison=None) -> None:
         return
     console = Console(width=max(Console().width, 150))
     title = f"final metrics, mean ± sd over {dataset.sizes['seed']} seeds"
-    console.print(_metrics_table(title, _final_rows(final_summary(dataset))))
+    rows = final_summary(dataset)
+    console.print(_metrics_table(title, _final_rows(rows)))
+    console.print(_stages_table(rows))
     if comparison is not None:
         console.print(_comparison_table(comparison))
         console.print(_slope_line(comparison))
@@ -303,7 +331,7 @@ def plot(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep 
 
 @app.command()
 def show(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep or compare.")]):
-    """Print the summary of a run: final metrics per width, and the comparison if there is one.
+    """Print the summary of a run: final metrics and stage times per width, and the comparison if there is one.
 
     Example:
 
@@ -311,13 +339,63 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep 
     """
     dataset = _load(run_dir)
     console = Console(width=max(Console().width, 150))
-    console.print(
-        _metrics_table(f"{run_dir}: final metrics, mean ± sd over seeds", _final_rows(final_summary(dataset)))
-    )
+    rows = final_summary(dataset)
+    console.print(_metrics_table(f"{run_dir}: final metrics, mean ± sd over seeds", _final_rows(rows)))
+    console.print(_stages_table(rows))
     if _has_comparison(dataset):
         comparison = comparison_of_dataset(dataset)
         console.print(_comparison_table(comparison))
         console.print(_slope_line(comparison))
+
+
+@app.command()
+def reproduce(
+    figure: Annotated[str, typer.Argument(help="The figure to reproduce: fig1.")],
+    quick: Annotated[
+        bool, typer.Option(help="A small variant (r = 4, n = 12): about 2 minutes on 2 CPU cores.")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Output directory: one run directory per panel, figures/.")] = Path(
+        "runs/fig1"
+    ),
+    quiet: QuietOption = False,
+):
+    """Reproduce the seed paper's Figure 1: contrastive vs non-contrastive, the spike case, a phase diagram.
+
+    Runs four sweeps with the infinite-width ODE overlay (gram backend): InfoNCE with the
+    two-stage temperature schedule, the positive-pair loss alone, and both on the spike
+    spectrum of Lemma B.17; each is a run directory OUT/<panel> that resumes like sweep.
+    Then solves the phase diagram (final kappa_a and rho_min over initial kappa and stage-2
+    tau) and writes OUT/figures/fig1_trajectories.png, fig1_phase.png, fig1_summary.csv
+    (final metrics and stage times per panel and width) and fig1_phase.csv.
+
+    Examples:
+
+        dynsim reproduce fig1 --quick
+
+        dynsim reproduce fig1 --out runs/fig1-full
+    """
+    if figure != "fig1":
+        raise _Fail(f"unknown figure {figure!r}: dynsim reproduce knows fig1")
+    size = "quick" if quick else "full"
+    result = reproduce_fig1(out, size, lambda config: _sweep_with_progress(config, quiet, with_ode=True))
+    if quiet:
+        return
+    console = Console(width=max(Console().width, 150))
+    console.print(_fig1_table(result.rows))
+    console.print(f"figures and summaries in {out / 'figures'}/; run directories {', '.join(result.panels)} in {out}/")
+
+
+def _fig1_table(rows: list[dict]) -> Table:
+    """The rows of ``fig1_summary.csv``: final metrics ``mean ± sd`` and stage times per panel and width."""
+    table = Table(title=f"final metrics and stage times (rho_min >= {ALIGNED_RHO}, then kappa_a <= {BALANCED_KAPPA})")
+    for column in ("panel", "width", *FIG1_METRICS, *STAGES):
+        table.add_column(column, justify="right")
+    for row in rows:
+        ode = row["width"] == "inf"
+        cells = [f"{row[f'{n}_mean']:.4g}" + ("" if ode else f" ± {row[f'{n}_sd']:.2g}") for n in FIG1_METRICS]
+        cells += [_stage_cell(row, n) for n in STAGES]
+        table.add_row(row["panel"], "∞ (ODE)" if ode else str(row["width"]), *cells)
+    return table
 
 
 def _has_comparison(dataset) -> bool:

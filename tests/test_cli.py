@@ -167,6 +167,7 @@ def test_ode_command_writes_the_overlay_and_a_figure(tmp_path):
         (["sweep", "--ode", "--set", "train.optimizer=momentum"], "has no reduced ODE"),
         (["compare", "--backend", "param", "--set", "train.optimizer=adam"], "linear in the gradient"),
         (["frobnicate"], "No such command"),
+        (["reproduce", "fig2"], "knows fig1"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
@@ -207,7 +208,7 @@ def test_gpu_request_without_gpu_exits_2(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", ["sweep", "compare", "ode", "plot", "show"])
+@pytest.mark.parametrize("command", ["sweep", "compare", "ode", "plot", "show", "reproduce"])
 def test_every_command_has_help_with_examples(command):
     result = dynsim_cli(command, "--help")
     assert result.returncode == 0 and "Example" in result.stdout and "dynsim " + command in result.stdout
