@@ -29,7 +29,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullFormatter, NullLocator, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
 TIME_LABEL = "training time t = lr·steps"
 ODE_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.5}
@@ -246,6 +246,7 @@ def _fig1_figure(panels: dict[str, xr.Dataset]) -> Figure:
             ax.set_ylabel(METRIC_PANELS[name][1])
             if name == "kappa_a":
                 ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # labels within one decade too
                 ax.yaxis.set_major_formatter(ScalarFormatter())
                 ax.yaxis.set_minor_formatter(NullFormatter())
             ax.grid(alpha=0.3)
