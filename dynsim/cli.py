@@ -352,7 +352,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep 
 def reproduce(
     figure: Annotated[str, typer.Argument(help="The figure to reproduce: fig1.")],
     quick: Annotated[
-        bool, typer.Option(help="A small variant (r = 4, n = 12): about 2 minutes on 2 CPU cores.")
+        bool, typer.Option(help="A small variant (r = 4, n = 12): under a minute on 2 CPU cores.")
     ] = False,
     out: Annotated[Path, typer.Option(help="Output directory: one run directory per panel, figures/.")] = Path(
         "runs/fig1"
