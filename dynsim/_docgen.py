@@ -62,7 +62,7 @@ def _cell(text: str) -> str:
 
 
 def _default(value) -> str:
-    return "unset" if value is None else f"`{json.dumps(value)}`"
+    return "unset" if value is None else f"`{json.dumps(value, default=str)}`"
 
 
 def config_reference() -> str:
