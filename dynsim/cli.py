@@ -110,6 +110,8 @@ def _sweep_with_progress(config: Config, quiet: bool, **options):
 
     def start(total_steps):  # after every check, so that a refusal prints one line only
         nonlocal task
+        if not total_steps:  # everything is done already (a resumed run): no empty bar
+            return
         progress.start()
         task = progress.add_task("SGD steps", total=total_steps)
 
@@ -352,7 +354,8 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep 
 def reproduce(
     figure: Annotated[str, typer.Argument(help="The figure to reproduce: fig1.")],
     quick: Annotated[
-        bool, typer.Option(help="A small variant (r = 4, n = 12): under a minute on 2 CPU cores.")
+        bool,
+        typer.Option(help="A small variant (r = 4, n = 12): under a minute on 2 CPU cores (the full one: about 4)."),
     ] = False,
     out: Annotated[Path, typer.Option(help="Output directory: one run directory per panel, figures/.")] = Path(
         "runs/fig1"
