@@ -355,7 +355,7 @@ def reproduce(
     figure: Annotated[str, typer.Argument(help="The figure to reproduce: fig1.")],
     quick: Annotated[
         bool,
-        typer.Option(help="A small variant (r = 4, n = 12): under a minute on 2 CPU cores (the full one: about 4)."),
+        typer.Option(help="A small variant (r = 4, n = 12): under a minute on 2 CPU cores (the full one: about 70 s)."),
     ] = False,
     out: Annotated[Path, typer.Option(help="Output directory: one run directory per panel, figures/.")] = Path(
         "runs/fig1"
