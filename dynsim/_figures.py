@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -278,7 +278,8 @@ def _phase_figure(grid: xr.Dataset) -> Figure:
     annotate = kappas.size * taus.size <= 64
     for row, (name, label) in zip(axes, PHASE_PANELS.items(), strict=True):
         values = grid[name].values
-        norm = LogNorm(vmin=values.min(), vmax=values.max()) if name == "kappa_a" else None
+        scale = LogNorm if name == "kappa_a" else Normalize  # one scale per metric, shared by the losses
+        norm = scale(vmin=values.min(), vmax=values.max())
         for ax, kind, panel in zip(row, kinds, values, strict=True):
             image = ax.pcolormesh(np.arange(taus.size + 1), np.arange(kappas.size + 1), panel, norm=norm, cmap="magma")
             if annotate:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim._figures import phase_heatmaps
+from dynsim._figures import PHASE_PANELS, _phase_figure, phase_heatmaps
 from dynsim._phase import PHASE_METRICS, _grid_config
 from dynsim._stages import stage_times
 
@@ -63,3 +63,14 @@ def test_bad_grid_values_name_the_field():
 def test_heatmaps_are_drawn(grid, tmp_path):
     path = phase_heatmaps(grid, tmp_path / "phase.png")
     assert matplotlib.image.imread(path).ndim == 3
+
+
+def test_heatmaps_share_one_colour_scale_per_metric(grid):
+    # Both losses of a metric are read against one colour bar, so their images must share its
+    # limits: the metric's range over the whole grid.
+    fig = _phase_figure(grid)
+    for name, row in zip(
+        PHASE_PANELS, np.reshape(fig.axes[: 2 * len(PHASE_PANELS)], (len(PHASE_PANELS), 2)), strict=True
+    ):
+        limits = {(ax.collections[0].norm.vmin, ax.collections[0].norm.vmax) for ax in row}
+        assert limits == {(float(grid[name].min()), float(grid[name].max()))}
