@@ -55,7 +55,7 @@ class EagerRun:
     def __init__(self, width: int, r: int, n: int, batch: int, lr: float, tau: float, lam: float, steps: int):
         q = r + n
         generator = torch.Generator().manual_seed(0)
-        sigma = torch.tensor(np.geomspace(2.0, 1.0, r), dtype=torch.float32)
+        sigma = torch.tensor(np.geomspace(4.0, 1.0, r), dtype=torch.float32)  # dynsim's default: geometric, kappa 4
         scales = torch.cat([sigma, torch.full((n,), 0.3)])
         # canonical basis, d = q: P = diag(sigma, eta)
         self.p_a = self.p_b = torch.diag(scales)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +31,6 @@ BACKENDS = ("param", "gram")
 INITS = ("auto", "bartlett", "exact")
 GRAM_OPTIMIZERS = ("sgd", "momentum")  # linear in the gradient, so that W_t = W_0 Phi_t
 DEVICES = ("auto", "cpu", "gpu")
-NUMERIC_KINDS = ("integer", "number", "integers", "numbers", "stages")
 
 
 class ConfigError(ValueError):
@@ -42,8 +42,8 @@ class Allowed:
     """What validation accepts for one field; the configuration reference is rendered from it.
 
     Attributes:
-        kind: ``integer``, ``number``, ``choice``, ``bool``, ``path``, or a non-empty list:
-            ``integers``, ``numbers``, ``stages`` (``[tau, duration]`` pairs).
+        kind: ``integer``, ``number``, ``choice``, ``bool``, ``path``, or a list (non-empty
+            unless ``length`` is given): ``integers``, ``numbers``, ``stages`` (``[tau, duration]`` pairs).
         low: lower bound of a number or of every list element: a number, or sibling fields
             joined by ``" + "`` (``"r + n"``).
         strict: ``low`` itself is excluded.
@@ -75,6 +75,8 @@ def _check_number(field, value, *, low=None, strict=False, high=None, integer=Fa
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
         _fail(field, value, f"must be {'an integer' if integer else 'a number'}")
+    if not math.isfinite(value):
+        _fail(field, value, "must be finite")
     if low is not None and (value <= low if strict else value < low):
         _fail(field, value, f"must be {'>' if strict else '>='} {low}")
     if high is not None and value >= high:
@@ -104,7 +106,7 @@ def _check_field(section, field: dataclasses.Field) -> None:
     elif rule.kind == "path" and (not isinstance(value, str) or not value):
         _fail(name, value, "must be a non-empty path")
     elif rule.kind in ("integers", "numbers", "stages"):
-        if not value:
+        if not value and rule.length is None:  # with a length rule, [] is right for length 0
             _fail(name, list(value), "must hold at least one value")
         if rule.length is not None and len(value) != getattr(section, rule.length):
             _fail(name, list(value), f"must have length {getattr(section, rule.length)}")
@@ -114,6 +116,8 @@ def _check_field(section, field: dataclasses.Field) -> None:
                 _check_number(f"{name}[{i}].duration", element[1], **bounds)
             else:
                 _check_number(f"{name}[{i}]", element, integer=rule.kind == "integers", **bounds)
+    elif rule.kind not in ("bool", "path"):
+        raise AssertionError(f"{name}: unknown rule kind {rule.kind!r}")
 
 
 def _check_fields(section) -> None:

@@ -19,7 +19,7 @@ import xarray as xr
 
 from . import ode
 from ._config import Config, ConfigError, load_config
-from ._stages import stage_times
+from ._stages import STAGES, stage_times
 
 PHASE_METRICS = ("kappa_a", "rho_min", "balance", "nsr")
 PHASE_KINDS = ("infonce", "positive")
@@ -92,15 +92,16 @@ def phase_diagram(
     _check_base(base)
     kappas, taus = np.asarray(kappas, dtype=float), np.asarray(taus, dtype=float)
     shape = (len(kinds), kappas.size, taus.size)
-    values = {name: np.empty(shape) for name in (*PHASE_METRICS, "t_align", "t_balance")}
+    values = {name: np.empty(shape) for name in (*PHASE_METRICS, *STAGES)}
     for i, kind in enumerate(kinds):
         configs = [_grid_config(base, kind, kappa, tau) for kappa in kappas for tau in taus]
         batch = ode.solve_batch(configs, rtol=rtol, atol=atol, max_steps=max_steps)
         times = batch.times[0]  # the configurations share lr, durations and record_every: one grid
         for name in PHASE_METRICS:
             values[name][i] = batch.metrics[name][:, -1].reshape(shape[1:])
-        t_align, t_balance = stage_times(times, batch.metrics["rho_min"], batch.metrics["kappa_a"])
-        values["t_align"][i], values["t_balance"][i] = t_align.reshape(shape[1:]), t_balance.reshape(shape[1:])
+        stage = stage_times(times, batch.metrics["rho_min"], batch.metrics["kappa_a"])
+        for name, time in zip(STAGES, stage, strict=True):
+            values[name][i] = time.reshape(shape[1:])
     return xr.Dataset(
         {name: (("kind", "kappa", "tau"), array) for name, array in values.items()},
         coords={"kind": list(kinds), "kappa": kappas, "tau": taus},

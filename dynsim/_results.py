@@ -31,13 +31,12 @@ import xarray as xr
 
 from ._config import Config, ConfigError, load_config
 from ._observables import METRICS
-from ._stages import stage_times
+from ._stages import STAGES, stage_times
 from ._trajectory import Record
 
 ENGINE = "h5netcdf"  # netCDF4/HDF5: 64-bit integer widths; no pickles anywhere
 COORDINATE_DIMS = {"a": "signal", "b": "signal", "p": "signal", "nu_a": "noise", "nu_b": "noise"}
 ODE_PREFIX, FLOOR_PREFIX = "ode_", "floor_"
-STAGES = ("t_align", "t_balance")  # see dynsim._stages
 
 
 class RunMismatch(ConfigError):

@@ -29,6 +29,7 @@ import numpy as np
 
 ALIGNED_RHO = 0.9
 BALANCED_KAPPA = 1.5
+STAGES = ("t_align", "t_balance")  # the names of what stage_times returns, in summaries and grids
 
 
 def first_crossing(times, values, threshold: float, *, rising: bool, start: float | None = None) -> float:
@@ -46,10 +47,13 @@ def first_crossing(times, values, threshold: float, *, rising: bool, start: floa
         records never reach the threshold after ``start``.
     """
     times, values = np.asarray(times, dtype=float), np.asarray(values, dtype=float)
+    if times.size == 0:
+        return float("nan")
     start = times[0] if start is None else float(start)
     if not times[0] <= start <= times[-1]:  # also NaN
         return float("nan")
     gap = (values - threshold) if rising else (threshold - values)  # >= 0: reached
+    gap = np.where(np.isfinite(gap), gap, np.nan)  # a non-finite record never counts as reached
     # Search the interpolant from `start` on: `start` itself, then the later records.
     later = times > start
     gap = np.concatenate([[np.interp(start, times, gap)], gap[later]])

@@ -27,7 +27,6 @@ from ._results import (
     ENGINE,
     FLOOR_PREFIX,
     ODE_PREFIX,
-    STAGES,
     describe,
     final_summary,
     load,
@@ -37,7 +36,7 @@ from ._results import (
     write_csv,
 )
 from ._runner import DeviceUnavailable, SimulationDiverged, select_devices
-from ._stages import ALIGNED_RHO, BALANCED_KAPPA
+from ._stages import ALIGNED_RHO, BALANCED_KAPPA, STAGES
 from ._sweep import run_sweep
 
 app = typer.Typer(
@@ -368,7 +367,7 @@ def reproduce(
     two-stage temperature schedule, the positive-pair loss alone, and both on the spike
     spectrum of Lemma B.17; each is a run directory OUT/<panel> that resumes like sweep.
     Then solves the phase diagram (final kappa_a and rho_min over initial kappa and stage-2
-    tau) and writes OUT/figures/fig1_trajectories.png, fig1_phase.png, fig1_summary.csv
+    tau) into OUT/phase.nc and writes OUT/figures/fig1_trajectories.png, fig1_phase.png, fig1_summary.csv
     (final metrics and stage times per panel and width) and fig1_phase.csv.
 
     Examples:

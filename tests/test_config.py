@@ -1,11 +1,14 @@
 """Config: defaults, loading, and one ConfigError per invalid field naming that field."""
 
 import dataclasses
+import re
 
 import pytest
 
 import dynsim
-from dynsim._config import NUMERIC_KINDS, parse_assignment, with_overrides
+from dynsim._config import parse_assignment, with_overrides
+
+NUMERIC_KINDS = ("integer", "number", "integers", "numbers", "stages")
 
 INVALID = [
     ({"data": {"r": 0}}, "data.r"),
@@ -153,3 +156,22 @@ def test_documented_bounds_are_the_enforced_ones(section, name, rule):
         with pytest.raises(dynsim.ConfigError, match=rf"{section}\.{name}"):
             dynsim.load_config(_sample(section, name, rule, rule.high))
         dynsim.load_config(_sample(section, name, rule, rule.high - 1e-9))
+
+
+def test_an_empty_noise_spectrum_is_right_when_there_is_no_noise():
+    config = dynsim.load_config({"data": {"n": 0, "eta": []}})
+    assert config.data.eta == () and dynsim.load_config(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"train": {"lr": float("nan")}}, "train.lr"),
+        ({"data": {"kappa": float("inf")}}, "data.kappa"),
+        ({"loss": {"stages": [[1.0, float("nan")]]}}, "loss.stages[0].duration"),
+        ({"run": {"record_every": float("inf")}}, "run.record_every"),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_the_field(overrides, field):
+    with pytest.raises(dynsim.ConfigError, match=rf"^{re.escape(field)} = .* must be finite"):
+        dynsim.load_config(overrides)

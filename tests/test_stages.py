@@ -101,3 +101,13 @@ def test_summaries_report_stage_times_per_seed_and_over_the_seeds_that_reached()
     per_seed = stage_rows(dataset.merge(ode))
     assert [(row["width"], row["seed"]) for row in per_seed] == [(16, 0), (16, 1), ("inf", "")]
     assert per_seed[0]["t_balance"] == pytest.approx(2.5) and np.isnan(per_seed[1]["t_align"])
+
+
+def test_non_finite_records_never_count_as_reached_and_no_records_give_nan():
+    times = np.array([0.0, 10.0, 20.0, 30.0])
+    # +inf at t = 20 is not a crossing: the first finite record at or above 0.9 is at t = 30,
+    # reached from the +inf record's segment, so the time is that record's own.
+    assert first_crossing(times, np.array([0.0, 0.5, np.inf, 1.0]), 0.9, rising=True) == 30.0
+    assert first_crossing(times, np.array([2.0, 2.0, -np.inf, 1.0]), 1.5, rising=False) == 30.0
+    assert np.isnan(first_crossing(np.array([]), np.array([]), 0.9, rising=True))
+    assert np.isnan(stage_times(np.array([]), np.empty(0), np.empty(0))[0])
