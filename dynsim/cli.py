@@ -133,19 +133,22 @@ def _metrics_table(title: str, rows: list[tuple[str, dict]]) -> Table:
     return table
 
 
+def _width_label(row: dict) -> str:
+    """The width of a :func:`final_summary` row as shown: ``∞ (ODE)`` for the ODE's."""
+    return "∞ (ODE)" if row["width"] == "inf" else str(row["width"])
+
+
+def _metric_cell(row: dict, name: str) -> str:
+    """``mean ± sd`` of one metric of a :func:`final_summary` row (the ODE's without sd; empty if absent)."""
+    if f"{name}_mean" not in row:
+        return ""
+    mean = f"{row[f'{name}_mean']:.4g}"
+    return mean if row["width"] == "inf" else f"{mean} ± {row[f'{name}_sd']:.2g}"
+
+
 def _final_rows(rows: list[dict]) -> list[tuple[str, dict]]:
     """Rows of :func:`final_summary` as table cells: ``mean ± sd`` (the ODE's without sd)."""
-
-    def cell(row, name):
-        if f"{name}_mean" not in row:
-            return ""
-        mean = f"{row[f'{name}_mean']:.4g}"
-        return mean if row["width"] == "inf" else f"{mean} ± {row[f'{name}_sd']:.2g}"
-
-    return [
-        ("∞ (ODE)" if row["width"] == "inf" else str(row["width"]), {n: cell(row, n) for n in SUMMARY_METRICS})
-        for row in rows
-    ]
+    return [(_width_label(row), {n: _metric_cell(row, n) for n in SUMMARY_METRICS}) for row in rows]
 
 
 def _stages_table(rows: list[dict]) -> Table:
@@ -156,7 +159,7 @@ def _stages_table(rows: list[dict]) -> Table:
 
     for row in rows:
         cells = [_stage_cell(row, name, sd=True) for name in STAGES]
-        table.add_row("∞ (ODE)" if row["width"] == "inf" else str(row["width"]), *cells)
+        table.add_row(_width_label(row), *cells)
     return table
 
 
@@ -393,10 +396,8 @@ def _fig1_table(rows: list[dict]) -> Table:
     for column in ("panel", "width", *FIG1_METRICS, *STAGES):
         table.add_column(column, justify="right")
     for row in rows:
-        ode = row["width"] == "inf"
-        cells = [f"{row[f'{n}_mean']:.4g}" + ("" if ode else f" ± {row[f'{n}_sd']:.2g}") for n in FIG1_METRICS]
-        cells += [_stage_cell(row, n) for n in STAGES]
-        table.add_row(row["panel"], "∞ (ODE)" if ode else str(row["width"]), *cells)
+        cells = [_metric_cell(row, n) for n in FIG1_METRICS] + [_stage_cell(row, n) for n in STAGES]
+        table.add_row(row["panel"], _width_label(row), *cells)
     return table
 
 
