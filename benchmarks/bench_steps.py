@@ -43,10 +43,11 @@ import torch_peer
 from _common import markdown_table, ratio_text, target, timed, write_record
 
 import dynsim
-from dynsim import _gram, _param
-from dynsim._data import sample_latents
-from dynsim._finite import plan_and_inputs
-from dynsim._model import init_weights
+from dynsim.two_tower import gram as _gram
+from dynsim.two_tower import param as _param
+from dynsim.two_tower.data import sample_latents
+from dynsim.two_tower.finite import plan_and_inputs
+from dynsim.two_tower.model import init_weights
 
 R, N, BATCH, LR = 16, 48, 1024, 0.01
 WIDTHS = (256, 1024, 4096, 16384, 65536)

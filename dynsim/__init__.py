@@ -1,20 +1,20 @@
 """dynsim: training dynamics of contrastive multimodal learning at finite and infinite width."""
 
 from . import ode as ode
-from ._compare import Comparison as Comparison
-from ._compare import compare as compare
-from ._config import Config as Config
-from ._config import ConfigError as ConfigError
-from ._config import DataConfig as DataConfig
-from ._config import LossConfig as LossConfig
-from ._config import RunConfig as RunConfig
-from ._config import TrainConfig as TrainConfig
-from ._config import load_config as load_config
-from ._phase import phase_diagram as phase_diagram
-from ._results import RunMismatch as RunMismatch
-from ._results import load as load
-from ._runner import DeviceUnavailable as DeviceUnavailable
-from ._runner import SimulationDiverged as SimulationDiverged
-from ._simulate import simulate as simulate
-from ._stages import stage_times as stage_times
-from ._trajectory import Trajectory as Trajectory
+from .engine.compare import Comparison as Comparison
+from .engine.compare import compare as compare
+from .engine.config import Config as Config
+from .engine.config import ConfigError as ConfigError
+from .engine.config import DataConfig as DataConfig
+from .engine.config import LossConfig as LossConfig
+from .engine.config import RunConfig as RunConfig
+from .engine.config import TrainConfig as TrainConfig
+from .engine.config import load_config as load_config
+from .engine.results import RunMismatch as RunMismatch
+from .engine.results import load as load
+from .engine.runner import DeviceUnavailable as DeviceUnavailable
+from .engine.runner import SimulationDiverged as SimulationDiverged
+from .two_tower.phase import phase_diagram as phase_diagram
+from .two_tower.simulate import simulate as simulate
+from .two_tower.stages import stage_times as stage_times
+from .two_tower.trajectory import Trajectory as Trajectory

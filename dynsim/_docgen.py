@@ -18,7 +18,8 @@ from pathlib import Path
 
 import typer.main
 
-from . import _config, cli
+from . import cli
+from .engine import config as _config
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 REGENERATE = "python -m dynsim._docgen"

@@ -19,11 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import ode as ode_module
-from ._compare import CONFIDENCE, FLOOR_WIDTH, check_comparable, comparison_of_dataset
-from ._config import Config, ConfigError, load_config, parse_assignment, with_overrides
-from ._figures import FIG1_METRICS, draw, metric_trajectories
-from ._reproduce import reproduce_fig1
-from ._results import (
+from .engine.compare import CONFIDENCE, FLOOR_WIDTH, check_comparable, comparison_of_dataset
+from .engine.config import Config, ConfigError, load_config, parse_assignment, with_overrides
+from .engine.figures import FIG1_METRICS, draw, metric_trajectories
+from .engine.results import (
     ENGINE,
     FLOOR_PREFIX,
     ODE_PREFIX,
@@ -35,9 +34,10 @@ from ._results import (
     write_atomic,
     write_csv,
 )
-from ._runner import DeviceUnavailable, SimulationDiverged, select_devices
-from ._stages import ALIGNED_RHO, BALANCED_KAPPA, STAGES
-from ._sweep import run_sweep
+from .engine.runner import DeviceUnavailable, SimulationDiverged, select_devices
+from .engine.sweep import run_sweep
+from .two_tower.reproduce import reproduce_fig1
+from .two_tower.stages import ALIGNED_RHO, BALANCED_KAPPA, STAGES
 
 app = typer.Typer(
     help="dynsim: training dynamics of contrastive multimodal learning at finite and infinite width.",

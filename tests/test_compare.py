@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim._compare import QUANTITIES, comparison_of, fit_slope, relative_errors
-from dynsim._runner import seed_keys
-from dynsim._trajectory import Record
+from dynsim.engine.compare import QUANTITIES, comparison_of, fit_slope, relative_errors
+from dynsim.engine.runner import seed_keys
+from dynsim.two_tower.trajectory import Record
 
 
 def _record(rng, shape_lead, r=2, n=3, times=None):

@@ -6,7 +6,7 @@ import re
 import pytest
 
 import dynsim
-from dynsim._config import parse_assignment, with_overrides
+from dynsim.engine.config import parse_assignment, with_overrides
 
 NUMERIC_KINDS = ("integer", "number", "integers", "numbers", "stages")
 

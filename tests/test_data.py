@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim._data import basis, latent_map, sample_latents, spectra, spectrum
+from dynsim.two_tower.data import basis, latent_map, sample_latents, spectra, spectrum
 
 
 @pytest.mark.parametrize("profile", ["geometric", "linear", "spike"])

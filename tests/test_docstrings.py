@@ -4,12 +4,16 @@ import doctest
 
 import pytest
 
-import dynsim
-from dynsim import _compare, _config, _phase, _simulate, _stages
+from dynsim.engine import compare as _compare
+from dynsim.engine import config as _config
+from dynsim.two_tower import ode as _ode
+from dynsim.two_tower import phase as _phase
+from dynsim.two_tower import simulate as _simulate
+from dynsim.two_tower import stages as _stages
 
 
 @pytest.mark.parametrize(
-    "module", [_config, _simulate, _compare, _stages, _phase, dynsim.ode], ids=lambda m: m.__name__
+    "module", [_config, _simulate, _compare, _stages, _phase, _ode], ids=lambda m: m.__name__
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dynsim import _figures
+from dynsim.engine import figures as _figures
 
 METRICS = ("loss", "rho_min", "rho_mean", "kappa_a", "kappa_b", "balance", "alignment", "nsr", "offdiag")
 

@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 
 import dynsim
-from dynsim import _gram
-from dynsim._model import bartlett_gram
+from dynsim.two_tower import gram as _gram
+from dynsim.two_tower.model import bartlett_gram
 
 NAMES = ("a", "b", "p", "nu_a", "nu_b")
 CONTINUOUS_METRICS = ("loss", "rho_min", "rho_mean", "kappa_a", "kappa_b", "balance", "nsr", "offdiag")

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynsim._data import sample_latents
-from dynsim._finite import Plan
-from dynsim._loss import infonce, positive, spectral
-from dynsim._param import batch_loss
+from dynsim.two_tower.data import sample_latents
+from dynsim.two_tower.finite import Plan
+from dynsim.two_tower.loss import infonce, positive, spectral
+from dynsim.two_tower.param import batch_loss
 
 
 def numpy_infonce(s, tau, lam):

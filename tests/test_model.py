@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynsim._data import basis, latent_map, sample_latents
-from dynsim._model import embed, init_weights, latent_gram
+from dynsim.two_tower.data import basis, latent_map, sample_latents
+from dynsim.two_tower.model import embed, init_weights, latent_gram
 
 
 def _setup(key, width=64, r=3, n=4, d=9):

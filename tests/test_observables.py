@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynsim._loss import LOSSES
-from dynsim._observables import (
+from dynsim.two_tower.loss import LOSSES
+from dynsim.two_tower.observables import (
     alignment_score,
     condition_number,
     coordinates,

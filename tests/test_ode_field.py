@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim import _reduced
-from dynsim._loss import LOSSES
-from dynsim._observables import metrics as finite_metrics
+from dynsim.two_tower import reduced as _reduced
+from dynsim.two_tower.loss import LOSSES
+from dynsim.two_tower.observables import metrics as finite_metrics
 
 KINDS = ("infonce", "positive", "spectral")
 

@@ -6,6 +6,7 @@ import pytest
 
 import dynsim
 from dynsim import ode
+from dynsim.two_tower import ode as two_tower_ode
 
 NAMES = ("a", "b", "p", "nu_a", "nu_b")
 
@@ -156,10 +157,10 @@ def test_solve_batch_on_shared_times_and_compiles_once():
         single = ode.solve(config, ts)
         np.testing.assert_array_equal(batch[i].times, ts)
         assert np.max(np.abs(_stack(batch[i]) - _stack(single)) / np.abs(_stack(single)).max(axis=0)) < 1e-7
-    cached = ode._solve_arrays._cache_size()
+    cached = two_tower_ode._solve_arrays._cache_size()
     changed = [{**config, "loss": {**config["loss"], "lam": 3.0}} for config in configs]
     ode.solve_batch(changed, ts)
-    assert ode._solve_arrays._cache_size() == cached
+    assert two_tower_ode._solve_arrays._cache_size() == cached
 
 
 def test_positive_loss_aligns_and_raises_the_condition_number():

@@ -3,7 +3,7 @@
 import numpy as np
 
 import dynsim
-from dynsim._config import with_overrides
+from dynsim.engine.config import with_overrides
 
 NAMES = ("a", "b", "p", "nu_a", "nu_b")
 # Population normalization, float64, a batch large enough and steps small enough that the SGD

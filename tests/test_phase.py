@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim._figures import PHASE_PANELS, _phase_figure, phase_heatmaps
-from dynsim._phase import PHASE_METRICS, _grid_config
-from dynsim._stages import stage_times
+from dynsim.engine.figures import PHASE_PANELS, _phase_figure, phase_heatmaps
+from dynsim.two_tower.phase import PHASE_METRICS, _grid_config
+from dynsim.two_tower.stages import stage_times
 
 BASE = {"data": {"r": 3, "n": 4}, "loss": {"stages": [[0.05, 20.0], [3.0, 60.0]]}, "run": {"record_every": 4.0}}
 KAPPAS, TAUS = [1.5, 3.0, 6.0], [0.5, 2.0]

@@ -10,8 +10,8 @@ from matplotlib import image
 from typer.testing import CliRunner
 
 import dynsim
-from dynsim import _reproduce
 from dynsim.cli import app
+from dynsim.two_tower import reproduce as _reproduce
 
 # The smallest problem the command accepts, in the shape of _reproduce.SIZES: the test checks
 # the plumbing (panels, overlays, files, numbers), not the science (tests/test_theorem.py does).

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim._config import with_overrides
-from dynsim._results import (
+from dynsim.engine.config import with_overrides
+from dynsim.engine.results import (
     final_summary,
     fingerprint,
     open_run,

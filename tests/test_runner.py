@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from dynsim._runner import first_divergence, record_steps, scan_run
+from dynsim.engine.runner import first_divergence, record_steps, scan_run
 
 
 def test_records_land_on_the_grid_with_a_final_record():

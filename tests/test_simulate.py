@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim import _param
+from dynsim.two_tower import param as _param
 
 TINY = {
     "data": {"r": 3, "n": 2},

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim._results import final_summary, record_dataset, stage_rows
-from dynsim._stages import ALIGNED_RHO, BALANCED_KAPPA, first_crossing, stage_times
-from dynsim._trajectory import Record
+from dynsim.engine.results import final_summary, record_dataset, stage_rows
+from dynsim.two_tower.stages import ALIGNED_RHO, BALANCED_KAPPA, first_crossing, stage_times
+from dynsim.two_tower.trajectory import Record
 
 
 def test_piecewise_linear_crossings_are_exact():
@@ -82,7 +82,7 @@ def test_ode_stage_times_are_where_the_solution_crosses_the_thresholds():
 def _record(rho, kappa, seeds):
     T = rho.shape[-1]
     shape = (seeds, T) if seeds else (T,)
-    metrics = {name: np.ones(shape) for name in dynsim._observables.METRICS}
+    metrics = {name: np.ones(shape) for name in dynsim.two_tower.observables.METRICS}
     metrics.update(rho_min=rho, kappa_a=kappa)
     lead = (seeds,) if seeds else ()
     ones = np.ones((*lead, T, 1))

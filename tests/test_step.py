@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_loss import numpy_infonce, numpy_spectral
 
-from dynsim._data import sample_latents
-from dynsim._finite import Inputs, Plan
-from dynsim._param import init_state, make_step
+from dynsim.two_tower.data import sample_latents
+from dynsim.two_tower.finite import Inputs, Plan
+from dynsim.two_tower.param import init_state, make_step
 
 
 def numpy_loss(w_a, w_b, p_a, p_b, u_a, u_b, kind, tau, lam):

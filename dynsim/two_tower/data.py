@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._config import DataConfig
-from ._custom_types import Array, Float, Key
+from ..engine.config import DataConfig
+from ..engine.types import Array, Float, Key
 
 
 def spectrum(profile: str, kappa: float, r: int) -> np.ndarray:

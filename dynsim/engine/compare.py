@@ -21,11 +21,11 @@ import dataclasses
 import numpy as np
 from scipy import stats
 
-from . import ode
-from ._config import Config, ConfigError, load_config
-from ._results import FLOOR_PREFIX, ODE_PREFIX, record_from
-from ._simulate import backend_and_init, simulate
-from ._trajectory import Record
+from ..two_tower import ode
+from ..two_tower.simulate import backend_and_init, simulate
+from ..two_tower.trajectory import Record
+from .config import Config, ConfigError, load_config
+from .results import FLOOR_PREFIX, ODE_PREFIX, record_from
 
 QUANTITIES = ("a", "b", "p", "nu_a", "nu_b")
 FLOOR_WIDTH = 10**12

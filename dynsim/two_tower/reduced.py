@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._custom_types import Array, Float
-from ._schedule import stage_value
+from ..engine.schedule import stage_value
+from ..engine.types import Array, Float
 
 _LOG2 = float(np.log(2.0))
 # Sign patterns of the alignment score: all 2^r of them up to this r, else a fixed sample.

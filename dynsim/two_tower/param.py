@@ -12,12 +12,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._config import Config
-from ._data import latent_map
-from ._finite import Inputs, Plan, optimizer, split_seed_key, step_inputs
-from ._loss import LOSSES
-from ._model import embed, init_weights, latent_gram, similarity
-from ._runner import scan_run
+from ..engine.config import Config
+from ..engine.runner import scan_run
+from .data import latent_map
+from .finite import Inputs, Plan, optimizer, split_seed_key, step_inputs
+from .loss import LOSSES
+from .model import embed, init_weights, latent_gram, similarity
 
 
 def resolve_init(config: Config, width: int, init: str) -> str:

@@ -22,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._config import Config, ConfigError
-from ._finite import Inputs, Plan, optimizer, split_seed_key, step_inputs
-from ._loss import LOSSES
-from ._model import bartlett_gram, gram_similarity, init_weights, latent_gram
-from ._runner import scan_run
+from ..engine.config import Config, ConfigError
+from ..engine.runner import scan_run
+from .finite import Inputs, Plan, optimizer, split_seed_key, step_inputs
+from .loss import LOSSES
+from .model import bartlett_gram, gram_similarity, init_weights, latent_gram
 
 
 def resolve_init(config: Config, width: int, init: str) -> str:

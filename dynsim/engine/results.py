@@ -29,10 +29,10 @@ import numpy as np
 import tomli_w
 import xarray as xr
 
-from ._config import Config, ConfigError, load_config
-from ._observables import METRICS
-from ._stages import STAGES, stage_times
-from ._trajectory import Record
+from ..two_tower.observables import METRICS
+from ..two_tower.stages import STAGES, stage_times
+from ..two_tower.trajectory import Record
+from .config import Config, ConfigError, load_config
 
 ENGINE = "h5netcdf"  # netCDF4/HDF5: 64-bit integer widths; no pickles anywhere
 COORDINATE_DIMS = {"a": "signal", "b": "signal", "p": "signal", "nu_a": "noise", "nu_b": "noise"}

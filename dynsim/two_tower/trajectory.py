@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._observables import COORDINATES, METRICS
+from .observables import COORDINATES, METRICS
 
 
 @dataclasses.dataclass(frozen=True)

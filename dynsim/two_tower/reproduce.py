@@ -24,11 +24,11 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-from ._config import Config, load_config, with_overrides
-from ._figures import FIG1_METRICS, fig1_trajectories, phase_heatmaps
-from ._phase import phase_diagram
-from ._results import ENGINE, final_summary, write_atomic, write_csv
-from ._stages import STAGES
+from ..engine.config import Config, load_config, with_overrides
+from ..engine.figures import FIG1_METRICS, fig1_trajectories, phase_heatmaps
+from ..engine.results import ENGINE, final_summary, write_atomic, write_csv
+from .phase import phase_diagram
+from .stages import STAGES
 
 # The base of each size. "quick" (under a minute on a 2-core CPU, mostly compilation):
 # r = 4, n = 12 and 460 time units are enough for the contrastive run to end aligned and

@@ -15,12 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._config import Config
-from ._data import basis, sample_latents, spectra
-from ._loss import LOSSES
-from ._observables import coordinates, metrics
-from ._runner import record_steps
-from ._schedule import stage_index, steps_per_record
+from ..engine.config import Config
+from ..engine.runner import record_steps
+from ..engine.schedule import stage_index, steps_per_record
+from .data import basis, sample_latents, spectra
+from .loss import LOSSES
+from .observables import coordinates, metrics
 
 
 class Plan(NamedTuple):

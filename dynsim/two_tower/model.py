@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._custom_types import Array, Float, Key
+from ..engine.types import Array, Float, Key
 
 
 def init_weights(key: Key, width: int, d: int, dtype) -> tuple[Array, Array]:

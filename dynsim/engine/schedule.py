@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from ._custom_types import Array
+from .types import Array
 
 
 def stage_steps(durations, lr: float) -> tuple[int, ...]:

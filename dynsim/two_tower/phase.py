@@ -17,9 +17,9 @@ import numpy as np
 import tomli_w
 import xarray as xr
 
+from ..engine.config import Config, ConfigError, load_config
 from . import ode
-from ._config import Config, ConfigError, load_config
-from ._stages import STAGES, stage_times
+from .stages import STAGES, stage_times
 
 PHASE_METRICS = ("kappa_a", "rho_min", "balance", "nsr")
 PHASE_KINDS = ("infonce", "positive")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ._custom_types import Array, Float, Key
-from ._data import sample_latents
-from ._model import embed, similarity
+from ..engine.types import Array, Float, Key
+from .data import sample_latents
+from .model import embed, similarity
 
 COORDINATES = ("a", "b", "p", "nu_a", "nu_b")
 METRICS = ("loss", "rho_min", "rho_mean", "kappa_a", "kappa_b", "balance", "alignment", "nsr", "offdiag")

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ._schedule import stage_steps
+from .schedule import stage_steps
 
 SPECTRA = ("geometric", "linear", "spike", "list")
 BASES = ("canonical", "random")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from . import _gram, _param
-from ._config import Config, ConfigError, check_backend, load_config
-from ._finite import observe_seed, plan_and_inputs
-from ._runner import SimulationDiverged, first_divergence, map_seeds, record_steps, seed_keys, select_devices
-from ._trajectory import Trajectory
+from ..engine.config import Config, ConfigError, check_backend, load_config
+from ..engine.runner import SimulationDiverged, first_divergence, map_seeds, record_steps, seed_keys, select_devices
+from . import gram as _gram
+from . import param as _param
+from .finite import observe_seed, plan_and_inputs
+from .trajectory import Trajectory
 
 _BACKENDS = {"param": _param, "gram": _gram}
 

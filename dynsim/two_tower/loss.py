@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._custom_types import Array, Float
+from ..engine.types import Array, Float
 
 
 def infonce(s: Float[Array, "B B"], tau, lam) -> Float[Array, ""]:

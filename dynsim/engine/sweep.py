@@ -14,10 +14,11 @@ from typing import NamedTuple
 
 import xarray as xr
 
-from . import ode
-from ._compare import FLOOR_RUN, check_floor
-from ._config import Config
-from ._results import (
+from ..two_tower import ode
+from ..two_tower.simulate import backend_and_init, simulate
+from .compare import FLOOR_RUN, check_floor
+from .config import Config
+from .results import (
     ENGINE,
     FLOOR_PREFIX,
     ODE_PREFIX,
@@ -32,8 +33,7 @@ from ._results import (
     write_part,
     write_summary,
 )
-from ._runner import SimulationDiverged
-from ._simulate import backend_and_init, simulate
+from .runner import SimulationDiverged
 
 
 class Part(NamedTuple):
