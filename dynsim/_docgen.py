@@ -1,9 +1,9 @@
 """Generate the reference pages that must not drift from the code.
 
 ``python -m dynsim._docgen`` rewrites ``docs/config-reference.md`` from the field
-declarations of :mod:`dynsim._config` (type, default, :class:`~dynsim._config.Allowed`
-rule, description) and ``docs/cli.md`` from the typer app of :mod:`dynsim.cli` (every
-command that exists, its options, defaults, help and examples). ``tests/test_docs.py``
+declarations of every system's configuration (type, default,
+:class:`~dynsim.engine.config.Allowed` rule, description) and ``docs/cli.md`` from the typer
+app of :mod:`dynsim.cli` (every command that exists, its options, defaults, help and examples). ``tests/test_docs.py``
 fails when a committed page differs from what this module renders.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer.main
 
-from . import cli
+from . import cli, registry
 from .engine import config as _config
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -66,28 +66,37 @@ def _default(value) -> str:
     return "unset" if value is None else f"`{json.dumps(value, default=str)}`"
 
 
+def _section_table(cls) -> list[str]:
+    lines = ["| field | type | default | allowed | description |", "|---|---|---|---|---|"]
+    for field in dataclasses.fields(cls):
+        cells = (f"`{field.name}`", f"`{field.type}`", _default(field.default))
+        cells += (allowed_text(field.metadata["allowed"]), field.metadata["doc"])
+        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
+    return lines
+
+
 def config_reference() -> str:
-    """The text of ``docs/config-reference.md``."""
+    """The text of ``docs/config-reference.md``: every system's sections, in registry order."""
     lines = [
         "# Configuration reference",
         "",
         _NOTICE,
         "",
-        "Every field of the four sections of a configuration (TOML tables, or the nested dict given to",
-        "`dynsim.load_config`), rendered from the declarations in `dynsim/_config.py`: the `allowed`",
-        "column is the rule that validation enforces. How configurations are loaded and overridden is",
-        "in [configuration.md](configuration.md).",
+        "Every field of every system's configuration (TOML tables, or the nested dict given to",
+        "`dynsim.load_config`), rendered from the declarations in `dynsim/<system>/config.py`: the",
+        "`allowed` column is the rule that validation enforces. The top-level key `system` picks the",
+        f"system (default `{registry.DEFAULT}`); the `run` section's first fields are the engine's and",
+        "mean the same in every system. How configurations are loaded and overridden is in",
+        "[configuration.md](configuration.md).",
         "",
-        _prose(_config.Config.__doc__),
+        "Systems: " + ", ".join(f"[`{name}`](#system-{name.replace('_', '-')})" for name in registry.SYSTEMS) + ".",
     ]
-    for section in dataclasses.fields(_config.Config):
-        cls = type(section.default)
-        lines += ["", f"## `[{cls.name}]`", "", _prose(cls.__doc__), ""]
-        lines += ["| field | type | default | allowed | description |", "|---|---|---|---|---|"]
-        for field in dataclasses.fields(cls):
-            cells = (f"`{field.name}`", f"`{field.type}`", _default(field.default))
-            cells += (allowed_text(field.metadata["allowed"]), field.metadata["doc"])
-            lines.append("| " + " | ".join(map(_cell, cells)) + " |")
+    for name, system in registry.SYSTEMS.items():
+        lines += ["", f"## System `{name}`", "", _prose(system.config.__doc__)]
+        for section in dataclasses.fields(system.config):
+            cls = type(section.default)
+            lines += ["", f"### `[{cls.name}]` ({name})", "", _prose(cls.__doc__), ""]
+            lines += _section_table(cls)
     return "\n".join(lines) + "\n"
 
 

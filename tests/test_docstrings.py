@@ -1,20 +1,26 @@
-"""The examples in public docstrings run and print what they say."""
+"""The examples in docstrings run and print what they say: every module of dynsim that has one."""
 
 import doctest
+import importlib
+import pkgutil
+from pathlib import Path
 
 import pytest
 
-from dynsim.engine import compare as _compare
-from dynsim.engine import config as _config
-from dynsim.two_tower import ode as _ode
-from dynsim.two_tower import phase as _phase
-from dynsim.two_tower import simulate as _simulate
-from dynsim.two_tower import stages as _stages
+import dynsim
+
+MODULES = [
+    info.name
+    for info in pkgutil.walk_packages(dynsim.__path__, "dynsim.")
+    if ">>>" in Path(importlib.util.find_spec(info.name).origin).read_text()
+]
 
 
-@pytest.mark.parametrize(
-    "module", [_config, _simulate, _compare, _stages, _phase, _ode], ids=lambda m: m.__name__
-)
-def test_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+def test_the_modules_with_examples_are_found():
+    assert {"dynsim.two_tower.config", "dynsim.two_tower.ode", "dynsim.registry"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

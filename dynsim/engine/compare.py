@@ -1,17 +1,14 @@
-"""Finite width against its infinite-width limit: errors per width, the error-vs-width law, the
-SGD floor.
+"""A finite process against its limit: errors per point of the sweep axis, the fitted error law,
+and the floor the axis cannot remove.
 
-The error of a per-coordinate quantity ``c`` (``a, b, p, nu_a, nu_b``) of one seed is
-``|c_finite(t) - c_ODE(t)| / max_{t,k} |c_ODE|``, maximized over the coordinates ``k`` and
-then either over the record times (``sup``) or taken at the last one (``final``); ``all`` is
-the largest over the five quantities. Theory: the finite-width state fluctuates around the
-ODE by ``O(m^-1/2)`` (the Wishart fluctuations of ``W^T W``), so ``log error`` falls with
-slope ``-1/2`` in ``log m`` until SGD's own error, the *floor*, takes over.
-
-The floor is estimated directly: the same batch, learning rate and seeds run at width
-``FLOOR_WIDTH = 10^12`` with the exact Gram-space backend, whose width error
-(``~ sqrt(2/m) = 1.4e-6``) is negligible, so what remains is the error of finite-batch,
-finite-step SGD against the gradient flow.
+The error of a coordinate ``c`` (a system's per-coordinate quantity) of one seed is
+``|c_finite(t) - c_limit(t)| / max_{t,k} |c_limit|``, maximized over the coordinate's entries ``k``
+and then either over the record times (``sup``) or taken at the last one (``final``); ``all`` is
+the largest over the coordinates. The system's axis says how the error should fall along it (its
+``slope``: ``-1/2`` in the width of the two-tower model, ``1`` in the step size of gradient
+descent); :func:`fit_slope` measures it, with a confidence interval. Where the system has a
+floor run (a point at which the axis's own error is negligible, such as the two-tower model at
+width ``10^12``), its error is the floor: what remains when the axis has done all it can.
 """
 
 from __future__ import annotations
@@ -21,47 +18,43 @@ import dataclasses
 import numpy as np
 from scipy import stats
 
-from ..two_tower import ode
-from ..two_tower.simulate import backend_and_init, simulate
-from ..two_tower.trajectory import Record
-from .config import Config, ConfigError, load_config
-from .results import FLOOR_PREFIX, ODE_PREFIX, record_from
+from .config import ConfigError
+from .results import FLOOR_PREFIX, Record, as_record, config_of, record_from
+from .sweep import check_runs, floor_run
+from .system import Axis, System
 
-QUANTITIES = ("a", "b", "p", "nu_a", "nu_b")
-FLOOR_WIDTH = 10**12
-FLOOR_RUN = {"width": FLOOR_WIDTH, "backend": "gram", "init": "bartlett"}  # the floor run's simulate arguments
 CONFIDENCE = 0.95
 
 
-def relative_errors(finite: Record, ode: Record) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``(sup, final)``: per quantity (and ``all``), the per-seed relative error, shape (seeds,).
+def relative_errors(finite: Record, limit: Record) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(sup, final)``: per coordinate (and ``all``), the per-seed relative error, shape (seeds,).
 
-    ``finite`` holds (seeds, T, k) arrays, ``ode`` (T, k) on the same times. Quantities with
-    no coordinate (``n = 0``) or identically zero in the ODE (``noise = 0``) are skipped.
+    ``finite`` holds (seeds, T, k) coordinates; ``limit`` (T, k), or (seeds, T, k) where it
+    depends on the seed, on the same times. Coordinates with no entry (``k = 0``) or identically
+    zero in the limit (no scale to measure against) are skipped.
     """
-    if not np.allclose(finite.times, ode.times, rtol=1e-12, atol=1e-12):
-        raise ValueError("finite-width and ODE records are not on the same time grid")
+    if not np.allclose(finite.times, limit.times, rtol=1e-12, atol=1e-12):
+        raise ValueError("finite and limit records are not on the same time grid")
     sup, final = {}, {}
-    for name in QUANTITIES:
-        reference = getattr(ode, name)
-        if reference.size == 0 or not np.any(reference):  # no coordinate, or no scale (noise 0)
+    for name, reference in limit.coordinates.items():
+        if reference.size == 0 or not np.any(reference):
             continue
-        error = np.abs(getattr(finite, name) - reference).max(axis=-1) / np.abs(reference).max()
+        error = np.abs(finite.coordinates[name] - reference).max(axis=-1) / np.abs(reference).max()
         sup[name], final[name] = error.max(axis=1), error[:, -1]
     for errors in (sup, final):
         errors["all"] = np.max([errors[name] for name in list(errors)], axis=0)
     return sup, final
 
 
-def fit_slope(widths: np.ndarray, errors: np.ndarray) -> tuple[float, tuple[float, float]]:
-    """Least-squares slope of ``log error`` on ``log width`` over every (width, seed) point,
+def fit_slope(values: np.ndarray, errors: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """Least-squares slope of ``log error`` on ``log value`` over every (value, seed) point,
     with its two-sided ``CONFIDENCE`` interval from the t distribution.
 
     Args:
-        widths: (W,) widths, at least two distinct.
+        values: (W,) points of the axis, at least two distinct.
         errors: (W, S) positive errors.
     """
-    x = np.repeat(np.log(np.asarray(widths, dtype=float)), errors.shape[1])
+    x = np.repeat(np.log(np.asarray(values, dtype=float)), errors.shape[1])
     y = np.log(errors).ravel()
     fit = stats.linregress(x, y)
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, x.size - 2) * fit.stderr
@@ -70,112 +63,117 @@ def fit_slope(widths: np.ndarray, errors: np.ndarray) -> tuple[float, tuple[floa
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """Finite widths against the infinite-width ODE.
+    """A finite process along its axis against its limit.
 
     Attributes:
-        widths: (W,) the finite widths.
-        sup_error, final_error: per quantity (``a, b, p, nu_a, nu_b`` and ``all``), the
-            per-seed relative error, (W, S): sup over time, and at the final time.
-        floor_sup_error: the same at ``FLOOR_WIDTH`` (the SGD floor), per quantity, (S,).
-        slope, slope_ci: fitted slope of ``log sup_error["all"]`` on ``log width`` and its
-            95% confidence interval (theory: -1/2 above the floor).
-        floor, floor_sd: mean and sd over seeds of ``floor_sup_error["all"]``.
+        axis: the swept quantity (:class:`~dynsim.engine.system.Axis`): its name, its points
+            ``axis.values`` and the slope the theory expects, ``axis.slope``.
+        sup_error, final_error: per coordinate (and ``all``), the per-seed relative error,
+            (W, S): sup over time, and at the final time.
+        slope, slope_ci: fitted slope of ``log sup_error["all"]`` on ``log value`` and its 95%
+            confidence interval.
+        floor_value: the point of the axis the floor run stands at (``None`` without a floor).
+        floor_sup_error: the same at the floor run, per coordinate, (S,); empty without a floor.
+        floor, floor_sd: mean and sd over seeds of ``floor_sup_error["all"]`` (NaN without a floor).
     """
 
-    widths: np.ndarray
+    axis: Axis
     sup_error: dict[str, np.ndarray]
     final_error: dict[str, np.ndarray]
-    floor_sup_error: dict[str, np.ndarray]
     slope: float
     slope_ci: tuple[float, float]
+    floor_value: object
+    floor_sup_error: dict[str, np.ndarray]
     floor: float
     floor_sd: float
 
+    @property
+    def values(self) -> np.ndarray:
+        """(W,) the points of the axis."""
+        return np.asarray(self.axis.values)
+
+    @property
+    def widths(self) -> np.ndarray:
+        """``values``, under the name the two-tower system's width sweeps have always used."""
+        return self.values
+
     def rows(self) -> list[dict[str, float]]:
-        """One row per width: mean and sd over seeds of each error (``sup_all_mean``, ...)."""
+        """One row per point: mean and sd over seeds of each error (``sup_all_mean``, ...)."""
         rows = []
-        for i, width in enumerate(self.widths):
-            row: dict[str, float] = {"width": int(width)}
+        for i, value in enumerate(self.axis.values):
+            row: dict[str, float] = {self.axis.name: value}
             for kind, errors in (("sup", self.sup_error), ("final", self.final_error)):
-                for name, values in errors.items():
-                    row[f"{kind}_{name}_mean"] = float(np.mean(values[i]))
-                    row[f"{kind}_{name}_sd"] = float(np.std(values[i]))
+                for name, per_seed in errors.items():
+                    row[f"{kind}_{name}_mean"] = float(np.mean(per_seed[i]))
+                    row[f"{kind}_{name}_sd"] = float(np.std(per_seed[i]))
             rows.append(row)
         return rows
 
 
-def comparison_of(widths, finite: list[Record], ode: Record, floor: Record) -> Comparison:
-    """A :class:`Comparison` from the records of each width, the ODE and the floor run."""
-    per_width = [relative_errors(record, ode) for record in finite]
-    sup = {name: np.stack([s[name] for s, _ in per_width]) for name in per_width[0][0]}
-    final = {name: np.stack([f[name] for _, f in per_width]) for name in per_width[0][1]}
-    floor_sup, _ = relative_errors(floor, ode)
-    widths = np.asarray(widths)
-    slope, slope_ci = fit_slope(widths, sup["all"])
+def comparison_of(axis: Axis, finite: list[Record], limit: Record, floor: tuple | None = None) -> Comparison:
+    """A :class:`Comparison` from the records of each point of ``axis``, the limit and the floor run
+    ``(value, record)`` (``None``: no floor)."""
+    per_point = [relative_errors(record, limit) for record in finite]
+    sup = {name: np.stack([s[name] for s, _ in per_point]) for name in per_point[0][0]}
+    final = {name: np.stack([f[name] for _, f in per_point]) for name in per_point[0][1]}
+    floor_sup = {} if floor is None else relative_errors(floor[1], limit)[0]
+    slope, slope_ci = fit_slope(np.asarray(axis.values), sup["all"])
     return Comparison(
-        widths=widths,
+        axis=axis,
         sup_error=sup,
         final_error=final,
-        floor_sup_error=floor_sup,
         slope=slope,
         slope_ci=slope_ci,
-        floor=float(np.mean(floor_sup["all"])),
-        floor_sd=float(np.std(floor_sup["all"])),
+        floor_value=None if floor is None else floor[0],
+        floor_sup_error=floor_sup,
+        floor=float(np.mean(floor_sup["all"])) if floor_sup else float("nan"),
+        floor_sd=float(np.std(floor_sup["all"])) if floor_sup else float("nan"),
     )
 
 
-def compare(
-    config: Config | dict | str | None = None,
-    widths=None,
-    seeds: int | None = None,
-    backend: str = "gram",
-) -> Comparison:
-    """Run the finite widths and the infinite-width ODE on the same grid and compare them.
-
-    Args:
-        config: a :class:`Config`, nested dict, TOML path or ``None`` (the default).
-        widths: widths to run; default ``config.run.widths`` (at least two distinct).
-        seeds: seeds per width; default ``config.run.seeds`` (at least two for an sd).
-        backend: ``"gram"`` (default: exact, cost independent of width) or ``"param"``.
-            The floor run always uses ``"gram"``, the only backend that reaches 10^12.
-
-    Returns:
-        The :class:`Comparison`.
-
-    Example:
-        >>> import dynsim
-        >>> config = {"data": {"r": 2, "n": 2}, "loss": {"stages": [[1.0, 1.0]]},
-        ...     "train": {"lr": 0.05, "batch": 128, "precision": "float64"},
-        ...     "run": {"record_every": 0.25, "alignment_samples": 16}}
-        >>> comparison = dynsim.compare(config, widths=[100, 1000, 10000], seeds=4)
-        >>> -0.7 < comparison.slope < -0.3
-        True
-    """
-    config = load_config(config)
-    widths = list(config.run.widths if widths is None else widths)
-    seeds = config.run.seeds if seeds is None else seeds
-    check_comparable(widths, seeds)
-    check_floor(config)
-    solution = ode.solve(config)  # refuses what has no ODE before any simulation runs
-    finite = [simulate(config, width=m, seeds=seeds, backend=backend) for m in widths]
-    return comparison_of(widths, finite, solution, simulate(config, seeds=seeds, **FLOOR_RUN))
-
-
-def check_comparable(widths, seeds: int) -> None:
-    """A slope needs two distinct widths, an sd two seeds."""
-    if len(set(widths)) < 2:
-        raise ConfigError(f"widths = {list(widths)!r} is invalid: a slope needs at least two distinct widths")
+def check_comparable(axis: Axis, seeds: int) -> None:
+    """A slope needs two distinct points, an sd two seeds."""
+    if len(set(axis.values)) < 2:
+        raise ConfigError(
+            f"{axis.name} = {list(axis.values)!r} is invalid: a slope needs at least two distinct {axis.name} values"
+        )
     if seeds < 2:
         raise ConfigError(f"seeds = {seeds!r} is invalid: an error's sd over seeds needs at least 2")
 
 
-def check_floor(config: Config) -> None:
-    """Refuse a configuration the floor run (Gram backend, Bartlett, width 10^12) cannot run."""
-    backend_and_init(config, FLOOR_WIDTH, FLOOR_RUN["backend"], FLOOR_RUN["init"])
+def compare_runs(system: System, config) -> Comparison:
+    """Run every point of ``config``'s axis, the floor run and the limit, in memory, and compare.
+
+    Raises:
+        ConfigError: fewer than two distinct points or seeds, or a point, floor run or limit the
+            system cannot run (refused before any simulation).
+    """
+    axis = system.axis(config)
+    check_comparable(axis, config.run.seeds)
+    check_runs(system, config, floor=True)
+    limit = as_record(system.limit(config), system)
+    finite = [as_record(system.simulate(config, value, config.run.seeds, 0), system) for value in axis.values]
+    run = floor_run(system, config)
+    floor = None if run is None else (run[1], as_record(system.simulate(*run, config.run.seeds, 0), system))
+    return comparison_of(axis, finite, limit, floor)
 
 
-def comparison_of_dataset(dataset) -> Comparison:
-    """The :class:`Comparison` of a loaded ``dynsim compare`` run (``ode_*`` and ``floor_*`` present)."""
-    widths = dataset.width.values
-    finite = [record_from(dataset, width=int(m)) for m in widths]
-    return comparison_of(widths, finite, record_from(dataset, ODE_PREFIX), record_from(dataset, FLOOR_PREFIX))
+def comparison_of_dataset(dataset, system: System) -> Comparison:
+    """The :class:`Comparison` of a loaded ``dynsim compare`` run (the limit present)."""
+    axis_name = dataset.attrs["axis"]
+    values = tuple(v.item() for v in dataset[axis_name].values)
+    axis = dataclasses.replace(system.axis(config_of(dataset, system)), values=values)
+    finite = [record_from(dataset, system.coordinates, value=value) for value in values]
+    limit = record_from(dataset, system.coordinates, prefix=f"{system.limit_name}_")
+    run = floor_run(system, config_of(dataset, system))
+    has_floor = run is not None and FLOOR_PREFIX + next(iter(system.coordinates)) in dataset
+    floor = (run[1], record_from(dataset, system.coordinates, prefix=FLOOR_PREFIX)) if has_floor else None
+    return comparison_of(axis, finite, limit, floor)
+
+
+def has_comparison(dataset, system: System) -> bool:
+    """Whether a loaded run holds a comparison: the limit, and the floor where the system has one."""
+    first = next(iter(system.coordinates))
+    run = floor_run(system, config_of(dataset, system))
+    enough = dataset.sizes[dataset.attrs["axis"]] >= 2 and dataset.sizes["seed"] >= 2
+    return enough and f"{system.limit_name}_{first}" in dataset and (run is None or FLOOR_PREFIX + first in dataset)

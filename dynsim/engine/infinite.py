@@ -19,6 +19,14 @@ import jax
 import jax.numpy as jnp
 
 
+class SolverError(RuntimeError):
+    """The ODE solver did not reach the end time; ``time`` says where it stopped."""
+
+    def __init__(self, message: str, *, time: float, index: int | None = None):
+        self.time, self.index = time, index
+        super().__init__(message)
+
+
 class _UnrolledStages:
     """Mixin for a diffrax explicit Runge–Kutta solver whose tableau is first-same-as-last:
     its step with the stages written out one after another instead of diffrax's loop over them.

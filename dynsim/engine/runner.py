@@ -1,7 +1,8 @@
 """Generic simulation machinery: the scan loop, divergence tracking, seed keys, devices.
 
 Nothing here knows which model runs: a system supplies ``step_fn(state, step) -> state``
-and ``observe_fn(state, step) -> record`` over its own state pytree.
+and ``observe_fn(state, step) -> record`` over its own state pytree, and the seed axis is a
+``vmap`` of one seed's run, sharded over devices.
 """
 
 from __future__ import annotations
@@ -22,14 +23,32 @@ class DeviceUnavailable(RuntimeError):
 
 
 class SimulationDiverged(FloatingPointError):
-    """A run produced NaN or Inf; ``seed``, ``step`` and ``time`` say where it first did."""
+    """A run produced NaN or Inf; ``seed``, ``step`` and ``time`` say where it first did, ``where``
+    at which point of the sweep (``"width 256"``), ``hint`` what to change."""
 
-    def __init__(self, *, seed: int, step: int, time: float, width: int):
-        self.seed, self.step, self.time, self.width = seed, step, time, width
+    def __init__(self, *, seed: int, step: int, time: float, where: str, hint: str):
+        self.seed, self.step, self.time, self.where = seed, step, time, where
         super().__init__(
-            f"seed {seed} at width {width} diverged: the state became NaN/Inf at step {step} "
-            f"(training time t = {time:g}); lower train.lr or the stage temperatures"
+            f"seed {seed} at {where} diverged: the state became NaN/Inf at step {step} "
+            f"(training time t = {time:g}); {hint}"
         )
+
+
+def check_finite(
+    diverged_at: np.ndarray, records, steps: np.ndarray, *, lr: float, first_seed: int, where: str, hint: str
+):
+    """Raise :class:`SimulationDiverged` for the first seed whose state or records went non-finite.
+
+    Args:
+        diverged_at, records, steps: as :func:`first_divergence` takes them.
+        lr: the step size (training time ``t = lr * step``).
+        first_seed: the label of the first seed; where, hint: as :class:`SimulationDiverged` takes them.
+    """
+    diverged_at = first_divergence(diverged_at, records, steps)
+    bad = np.flatnonzero(diverged_at >= 0)
+    if bad.size:
+        step = int(diverged_at[bad[0]])
+        raise SimulationDiverged(seed=first_seed + int(bad[0]), step=step, time=step * lr, where=where, hint=hint)
 
 
 def record_steps(num_steps: int, every: int) -> np.ndarray:
@@ -116,19 +135,20 @@ def select_devices(kind: str) -> list:
         ) from None
 
 
-def seed_keys(base_seed: int, width: int, num_seeds: int, first: int = 0) -> tuple[jax.Array, jax.Array]:
+def seed_keys(base_seed: int, salt: int, num_seeds: int, first: int = 0) -> tuple[jax.Array, jax.Array]:
     """``(data_key, keys)``: a key for what all runs share, and one key per seed
     ``first, ..., first + num_seeds - 1``.
 
-    The per-seed key is ``fold_in(fold_in(run_key, width), index)``, derived on the host,
-    so a seed's result depends on neither the number of seeds, the chunk it runs in, nor
-    the devices.
+    The per-seed key is ``fold_in(fold_in(run_key, salt), index)``, derived on the host, so a
+    seed's result depends on neither the number of seeds, the chunk it runs in, nor the devices.
+    ``salt`` (a non-negative integer) tells apart runs that must not share keys, such as the
+    widths of a two-tower sweep; a system whose points must share their seeds' draws passes 0.
     """
     data_key, run_key = jax.random.split(jax.random.PRNGKey(base_seed))
-    width_key = jax.random.fold_in(run_key, width % 2**32)
-    if width >= 2**32:  # fold_in takes 32 bits: fold the high word in as well
-        width_key = jax.random.fold_in(width_key, width // 2**32)
-    keys = jnp.stack([jax.random.fold_in(width_key, i) for i in range(first, first + num_seeds)])
+    salt_key = jax.random.fold_in(run_key, salt % 2**32)
+    if salt >= 2**32:  # fold_in takes 32 bits: fold the high word in as well
+        salt_key = jax.random.fold_in(salt_key, salt // 2**32)
+    keys = jnp.stack([jax.random.fold_in(salt_key, i) for i in range(first, first + num_seeds)])
     return data_key, keys
 
 

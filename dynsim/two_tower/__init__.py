@@ -1,0 +1,11 @@
+"""The two-tower system (seed 001, shared/SPEC.md): CLIP-style two-tower normalized linear model.
+
+``config`` (its sections), ``data`` (the latent data model), ``model`` (towers, embeddings,
+Gram matrices), ``param`` and ``gram`` (the two finite-width backends, sharing ``finite``),
+``observables`` (the per-coordinate state and metrics), ``simulate`` (``dynsim.simulate``),
+``reduced`` and ``ode`` (the infinite-width ODE, ``dynsim.ode``), ``compare``
+(``dynsim.compare``), ``stages``, ``phase``, ``figures`` and ``reproduce`` (Figure 1), and
+``system``, which declares :data:`SYSTEM` to the engine.
+"""
+
+from .system import SYSTEM as SYSTEM

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..engine.config import DataConfig
 from ..engine.types import Array, Float, Key
+from .config import DataConfig
 
 
 def spectrum(profile: str, kappa: float, r: int) -> np.ndarray:

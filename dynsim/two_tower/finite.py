@@ -15,11 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..engine.config import Config
 from ..engine.runner import record_steps
 from ..engine.schedule import stage_index, steps_per_record
+from ..losses import LOSSES
+from .config import Config
 from .data import basis, sample_latents, spectra
-from .loss import LOSSES
 from .observables import coordinates, metrics
 
 

@@ -22,10 +22,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ..engine.config import Config, ConfigError
+from ..engine.config import ConfigError
 from ..engine.runner import scan_run
+from ..losses import LOSSES
+from .config import Config
 from .finite import Inputs, Plan, optimizer, split_seed_key, step_inputs
-from .loss import LOSSES
 from .model import bartlett_gram, gram_similarity, init_weights, latent_gram
 
 

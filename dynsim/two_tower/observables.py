@@ -15,7 +15,9 @@ from ..engine.types import Array, Float, Key
 from .data import sample_latents
 from .model import embed, similarity
 
-COORDINATES = ("a", "b", "p", "nu_a", "nu_b")
+# The per-coordinate state (SPEC §4) and the dimension each one runs over.
+COORDINATE_DIMS = {"a": "signal", "b": "signal", "p": "signal", "nu_a": "noise", "nu_b": "noise"}
+COORDINATES = tuple(COORDINATE_DIMS)
 METRICS = ("loss", "rho_min", "rho_mean", "kappa_a", "kappa_b", "balance", "alignment", "nsr", "offdiag")
 
 

@@ -25,11 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..engine.config import Config, ConfigError, load_config
-from ..engine.infinite import SOLVERS, integrate, resolve_solver
+from ..engine.config import ConfigError
+from ..engine.infinite import SOLVERS, SolverError, integrate, resolve_solver
 from ..engine.runner import record_steps
 from ..engine.schedule import stage_value, steps_per_record
 from . import reduced as _reduced
+from .config import Config, load_config
 from .data import spectra
 from .observables import COORDINATES, METRICS
 from .trajectory import Record
@@ -37,14 +38,6 @@ from .trajectory import Record
 DEFAULT_MAX_STEPS = 100_000
 
 __all__ = ["ODESolution", "SOLVERS", "SolverError", "solve", "solve_batch"]
-
-
-class SolverError(RuntimeError):
-    """The ODE solver did not reach the end time; ``time`` says where it stopped."""
-
-    def __init__(self, message: str, *, time: float, index: int | None = None):
-        self.time, self.index = time, index
-        super().__init__(message)
 
 
 @dataclasses.dataclass(frozen=True)

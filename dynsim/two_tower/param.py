@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ..engine.config import Config
 from ..engine.runner import scan_run
+from ..losses import LOSSES
+from .config import Config
 from .data import latent_map
 from .finite import Inputs, Plan, optimizer, split_seed_key, step_inputs
-from .loss import LOSSES
 from .model import embed, init_weights, latent_gram, similarity
 
 

@@ -17,8 +17,9 @@ import numpy as np
 import tomli_w
 import xarray as xr
 
-from ..engine.config import Config, ConfigError, load_config
+from ..engine.config import ConfigError
 from . import ode
+from .config import Config, load_config
 from .stages import STAGES, stage_times
 
 PHASE_METRICS = ("kappa_a", "rho_min", "balance", "nsr")

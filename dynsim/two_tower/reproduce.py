@@ -24,11 +24,14 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-from ..engine.config import Config, load_config, with_overrides
-from ..engine.figures import FIG1_METRICS, fig1_trajectories, phase_heatmaps
+from ..engine.config import with_overrides
 from ..engine.results import ENGINE, final_summary, write_atomic, write_csv
+from ..engine.system import System
+from ..engine.tables import Report, event_cell, metric_cell, point_label
+from .config import Config, load_config
+from .figures import FIG1_METRICS, fig1_trajectories, phase_heatmaps
 from .phase import phase_diagram
-from .stages import STAGES
+from .stages import ALIGNED_RHO, BALANCED_KAPPA, STAGES
 
 # The base of each size. "quick" (under a minute on a 2-core CPU, mostly compilation):
 # r = 4, n = 12 and 460 time units are enough for the contrastive run to end aligned and
@@ -97,7 +100,7 @@ def fig1_configs(out: Path, size: str) -> dict[str, Config]:
     return configs
 
 
-def summary_rows(panels: dict[str, xr.Dataset]) -> list[dict]:
+def summary_rows(panels: dict[str, xr.Dataset], system: System) -> list[dict]:
     """Per panel and width (the ODE as ``width = "inf"``): final ``rho_min, kappa_a, nsr,
     balance`` (mean and sd over seeds) and the stage times of :func:`dynsim.stage_times`."""
     keep = [f"{name}_{stat}" for name in FIG1_METRICS for stat in ("mean", "sd")]
@@ -105,7 +108,7 @@ def summary_rows(panels: dict[str, xr.Dataset]) -> list[dict]:
     return [
         {"panel": panel, "width": row["width"], "seeds": row["seeds"]} | {key: row[key] for key in keep}
         for panel, dataset in panels.items()
-        for row in final_summary(dataset)
+        for row in final_summary(dataset, system)
     ]
 
 
@@ -114,18 +117,18 @@ def _grid_rows(grid: xr.Dataset) -> list[dict]:
     return frame.to_dict("records")
 
 
-def reproduce_fig1(out: str | Path, size: str, sweep: Callable[[Config], xr.Dataset]) -> Fig1:
+def reproduce_fig1(out: str | Path, size: str, sweep: Callable[[Config], xr.Dataset], system: System) -> Fig1:
     """Run (or resume) every panel with ``sweep(config)`` (which must add the ODE overlay), solve
     the phase diagram, and write under ``out``: ``phase.nc``, and in ``figures/``
     ``fig1_trajectories.png``, ``fig1_phase.png``, ``fig1_summary.csv`` (:func:`summary_rows`)
-    and ``fig1_phase.csv`` (the grid, one row per point)."""
+    and ``fig1_phase.csv`` (the grid, one row per point). ``system`` is the two-tower system."""
     out = Path(out)
     configs = fig1_configs(out, size)
     panels = {panel: sweep(config) for panel, config in configs.items()}
     grid = phase_diagram(configs["contrastive"], SIZES[size]["kappas"], SIZES[size]["taus"])
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    rows = summary_rows(panels)
+    rows = summary_rows(panels, system)
     files = [
         write_atomic(out / "phase.nc", lambda p: grid.to_netcdf(p, engine=ENGINE)),
         fig1_trajectories(panels, figures / "fig1_trajectories.png"),
@@ -134,3 +137,18 @@ def reproduce_fig1(out: str | Path, size: str, sweep: Callable[[Config], xr.Data
         write_csv(figures / "fig1_phase.csv", _grid_rows(grid)),
     ]
     return Fig1(panels, grid, rows, files)
+
+
+def fig1_report(result: Fig1) -> Report:
+    """The rows of ``fig1_summary.csv`` as a table: final metrics ``mean ± sd`` and stage times
+    per panel and width, and where the files went."""
+    attrs = next(iter(result.panels.values())).attrs
+    cells = [
+        (row["panel"], point_label(row, attrs), *(metric_cell(row, n) for n in FIG1_METRICS))
+        + tuple(event_cell(row, n) for n in STAGES)
+        for row in result.rows
+    ]
+    title = f"final metrics and stage times (rho_min >= {ALIGNED_RHO}, then kappa_a <= {BALANCED_KAPPA})"
+    out = result.files[0].parent
+    message = f"figures and summaries in {out / 'figures'}/; run directories {', '.join(result.panels)} in {out}/"
+    return Report(title, ("panel", "width", *FIG1_METRICS, *STAGES), cells, message)

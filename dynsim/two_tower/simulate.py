@@ -5,10 +5,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ..engine.config import Config, ConfigError, check_backend, load_config
-from ..engine.runner import SimulationDiverged, first_divergence, map_seeds, record_steps, seed_keys, select_devices
+from ..engine.config import ConfigError
+from ..engine.runner import check_finite, map_seeds, record_steps, seed_keys, select_devices
 from . import gram as _gram
 from . import param as _param
+from .config import Config, check_backend, load_config
 from .finite import observe_seed, plan_and_inputs
 from .trajectory import Trajectory
 
@@ -97,10 +98,14 @@ def simulate(
         plan, inputs = plan_and_inputs(config, width, data_key, init)
         records, diverged_at = map_seeds(system.simulate_seed, keys, inputs, plan, devices)
         steps = record_steps(sum(plan.steps_per_stage), plan.record_every)
-        diverged_at = first_divergence(diverged_at, records, steps)
-        bad = np.flatnonzero(diverged_at >= 0)
-        if bad.size:
-            step = int(diverged_at[bad[0]])
-            raise SimulationDiverged(seed=first_seed + int(bad[0]), step=step, time=step * config.train.lr, width=width)
+        check_finite(
+            diverged_at,
+            records,
+            steps,
+            lr=config.train.lr,
+            first_seed=first_seed,
+            where=f"width {width}",
+            hint="lower train.lr or the stage temperatures",
+        )
         coords, values = map_seeds(observe_seed, (keys, records), inputs, plan, devices)
     return Trajectory(times=steps * config.train.lr, **coords, metrics=values, width=width)

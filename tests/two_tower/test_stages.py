@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim.engine.results import final_summary, record_dataset, stage_rows
+from dynsim.engine.results import Record, describe, event_rows, final_summary, record_dataset
+from dynsim.two_tower import SYSTEM
 from dynsim.two_tower.stages import ALIGNED_RHO, BALANCED_KAPPA, first_crossing, stage_times
-from dynsim.two_tower.trajectory import Record
 
 
 def test_piecewise_linear_crossings_are_exact():
@@ -86,19 +86,20 @@ def _record(rho, kappa, seeds):
     metrics.update(rho_min=rho, kappa_a=kappa)
     lead = (seeds,) if seeds else ()
     ones = np.ones((*lead, T, 1))
-    return Record(times=np.arange(T, dtype=float), a=ones, b=ones, p=ones, nu_a=ones, nu_b=ones, metrics=metrics)
+    return Record(times=np.arange(T, dtype=float), coordinates=dict.fromkeys(SYSTEM.coordinates, ones), metrics=metrics)
 
 
 def test_summaries_report_stage_times_per_seed_and_over_the_seeds_that_reached():
     rho = np.array([[0.0, 0.8, 1.0, 1.0], [0.0, 0.2, 0.4, 0.6]])  # seed 1 never aligns
     kappa = np.array([[4.0, 5.0, 2.0, 1.0], [4.0, 5.0, 2.0, 1.0]])
-    dataset = record_dataset(_record(rho, kappa, 2), width=16)
-    ode = record_dataset(_record(rho[0], kappa[0] + 1, 0), prefix="ode_")  # never balances
-    rows = final_summary(dataset.merge(ode))
+    dataset = record_dataset(_record(rho, kappa, 2), SYSTEM.coordinates, axis="width", value=16)
+    ode = record_dataset(_record(rho[0], kappa[0] + 1, 0), SYSTEM.coordinates, prefix="ode_")  # never balances
+    merged = dataset.merge(ode).assign_attrs(describe(dynsim.Config(), SYSTEM))
+    rows = final_summary(merged, SYSTEM)
     assert rows[0]["t_align_mean"] == pytest.approx(1.5) and rows[0]["t_align_reached"] == 1
     assert rows[0]["t_align_sd"] == 0.0 and rows[0]["t_balance_mean"] == pytest.approx(2 + 0.5 / 1)
     assert rows[1]["width"] == "inf" and rows[1]["t_balance_reached"] == 0 and np.isnan(rows[1]["t_balance_mean"])
-    per_seed = stage_rows(dataset.merge(ode))
+    per_seed = event_rows(merged, SYSTEM)
     assert [(row["width"], row["seed"]) for row in per_seed] == [(16, 0), (16, 1), ("inf", "")]
     assert per_seed[0]["t_balance"] == pytest.approx(2.5) and np.isnan(per_seed[1]["t_align"])
 

@@ -160,7 +160,7 @@ def test_ode_command_writes_the_overlay_and_a_figure(tmp_path):
         (["sweep", "--backend", "gram", "--set", "train.optimizer=adam"], "linear in the gradient"),
         (["sweep", "--backend", "literal"], "run.backend"),
         (["sweep", "--backend", "gram", "--set", "run.init=bartlett", "--width", "1000,7"], "width 7"),
-        (["compare", "--width", "64"], "two distinct widths"),
+        (["compare", "--width", "64"], "two distinct width values"),
         (["compare", "--width", "16,64", "--seeds", "1"], "at least 2"),
         (["ode", "--set", "train.optimizer=momentum"], "has no reduced ODE"),
         # Refused before any part runs, although only the ODE or the floor run cannot do it:

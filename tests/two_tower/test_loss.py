@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dynsim.losses import infonce, positive, spectral
 from dynsim.two_tower.data import sample_latents
 from dynsim.two_tower.finite import Plan
-from dynsim.two_tower.loss import infonce, positive, spectral
 from dynsim.two_tower.param import batch_loss
 
 

@@ -1,7 +1,10 @@
-"""Batch losses of SPEC §3 as functions of the similarity matrix ``s`` (B × B).
+"""Contrastive batch losses as functions of the similarity matrix ``s`` (B × B), shared by systems.
 
-Every loss has the signature ``loss(s, tau, lam) -> scalar`` so that the simulator can
-switch between them without knowing which one it runs.
+``s_ij`` compares the first view of pair ``i`` with the second view of pair ``j``, so the
+diagonal holds the positive pairs. Every loss has the signature ``loss(s, tau, lam) -> scalar``
+so that a simulator can switch between them without knowing which one it runs. The two-tower
+system (SPEC §3) uses all three; the spectral system (shared/specs/spectral.md §2) uses
+:func:`spectral` with ``lam = 1`` as its minibatch estimator.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..engine.types import Array, Float
+from .engine.types import Array, Float
 
 
 def infonce(s: Float[Array, "B B"], tau, lam) -> Float[Array, ""]:

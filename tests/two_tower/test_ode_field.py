@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import dynsim
+from dynsim.losses import LOSSES
 from dynsim.two_tower import reduced as _reduced
-from dynsim.two_tower.loss import LOSSES
 from dynsim.two_tower.observables import metrics as finite_metrics
 
 KINDS = ("infonce", "positive", "spectral")

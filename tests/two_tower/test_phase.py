@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim.engine.figures import PHASE_PANELS, _phase_figure, phase_heatmaps
+from dynsim.two_tower.figures import PHASE_PANELS, _phase_figure, phase_heatmaps
 from dynsim.two_tower.phase import PHASE_METRICS, _grid_config
 from dynsim.two_tower.stages import stage_times
 

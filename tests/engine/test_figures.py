@@ -1,4 +1,4 @@
-"""Figures of a finished run, on a small synthetic dataset."""
+"""Figures of a finished run, on a small synthetic two-tower dataset."""
 
 import types
 
@@ -9,6 +9,9 @@ import pytest
 import xarray as xr
 
 from dynsim.engine import figures as _figures
+from dynsim.engine.system import Axis
+from dynsim.two_tower import SYSTEM
+from dynsim.two_tower.figures import METRIC_PANELS
 
 METRICS = ("loss", "rho_min", "rho_mean", "kappa_a", "kappa_b", "balance", "alignment", "nsr", "offdiag")
 
@@ -44,7 +47,8 @@ def make_dataset(*, ode=True, n=2, boundaries=(2.0, 5.0), W=2, S=3, T=20, r=3):
         variables[name] = (("width", "seed", "time"), finite(limit))
         if ode and name != "alignment":
             variables[f"ode_{name}"] = (("time",), limit)
-    attrs = {"stage_boundaries": np.asarray(boundaries, dtype=float), "loss_kind": "infonce", "backend": "param"}
+    attrs = {"axis": "width", "axis_symbol": "m", "limit": "ode", "limit_label": "∞ (ODE)", "title": "infonce"}
+    attrs |= {"marks": np.asarray(boundaries, dtype=float), "marks_label": "temperature stage change"}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
@@ -52,8 +56,9 @@ def make_comparison(slope=-0.4812, ci=(-0.5549, -0.4111)):
     rng = np.random.default_rng(1)
     widths = np.array([64, 256, 1024])
     errors = 0.8 * widths[:, None] ** slope * np.exp(rng.normal(scale=0.3, size=(3, 4)))
+    axis = Axis("width", tuple(widths), -0.5, "width m", "m", floor_label="SGD floor (batch, step size)")
     return types.SimpleNamespace(
-        widths=widths, sup_error={"all": errors}, slope=slope, slope_ci=ci, floor=0.01, floor_sd=0.004
+        axis=axis, sup_error={"all": errors}, slope=slope, slope_ci=ci, floor=0.01, floor_sd=0.004
     )
 
 
@@ -79,14 +84,14 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_metric_and_coordinate_figures_are_written(tmp_path, case):
     ds = make_dataset(**case)
-    assert_png(_figures.metric_trajectories(ds, tmp_path / "metrics.png"))
-    assert_png(_figures.coordinate_trajectories(ds, tmp_path / "coordinates.png"))
+    assert_png(_figures.metric_trajectories(ds, METRIC_PANELS, tmp_path / "metrics.png"))
+    assert_png(_figures.coordinate_trajectories(ds, "a", "a_k", tmp_path / "coordinates.png"))
 
 
 @pytest.mark.parametrize("ode", [True, False])
 def test_ode_overlay_is_in_the_legend_only_when_solved(ode):
     ds = make_dataset(ode=ode)
-    for fig in (_figures._metrics_figure(ds), _figures._coordinates_figure(ds, 8)):
+    for fig in (_figures._metrics_figure(ds, METRIC_PANELS), _figures._coordinates_figure(ds, "a", "a_k", 8)):
         texts = legend_texts(fig)
         assert {"m = 64", "m = 256"} <= set(texts)
         assert ("m = ∞ (ODE)" in texts) == ode
@@ -95,14 +100,14 @@ def test_ode_overlay_is_in_the_legend_only_when_solved(ode):
 
 def test_a_partial_ode_overlay_is_drawn(tmp_path):
     ds = make_dataset().drop_vars(["ode_rho_min", "ode_a"])
-    fig = _figures._metrics_figure(ds)
+    fig = _figures._metrics_figure(ds, METRIC_PANELS)
     assert "m = ∞ (ODE)" in legend_texts(fig)
     plt.close(fig)
-    assert_png(_figures.coordinate_trajectories(ds, tmp_path / "coordinates.png"))
+    assert_png(_figures.coordinate_trajectories(ds, "a", "a_k", tmp_path / "coordinates.png"))
 
 
 def test_coordinate_panels_stop_at_max_coordinates():
-    fig = _figures._coordinates_figure(make_dataset(r=3), max_coordinates=2)
+    fig = _figures._coordinates_figure(make_dataset(r=3), "a", "a_k", max_coordinates=2)
     assert sum(ax.get_visible() and ax.axison for ax in fig.axes) == 2
     plt.close(fig)
 
@@ -115,13 +120,13 @@ def test_error_vs_width_legend_gives_the_slope_and_its_interval(tmp_path):
     assert "SGD floor (batch, step size)" in texts
     assert fig.axes[0].get_xscale() == fig.axes[0].get_yscale() == "log"
     plt.close(fig)
-    assert_png(_figures.error_vs_width(comparison, tmp_path / "error.png"))
+    assert_png(_figures.error_vs_axis(comparison, tmp_path / "error.png"))
 
 
 @pytest.mark.parametrize("with_comparison", [True, False])
 def test_draw_writes_every_figure(tmp_path, with_comparison):
     comparison = make_comparison() if with_comparison else None
-    paths = _figures.draw(make_dataset(), comparison, tmp_path / "figures" / "run")
+    paths = _figures.draw(make_dataset(), comparison, tmp_path / "figures" / "run", SYSTEM)
     expected = ["metrics.png", "coordinates.png"] + (["error_vs_width.png"] if with_comparison else [])
     assert [path.name for path in paths] == expected
     for path in paths:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynsim.two_tower.loss import LOSSES
+from dynsim.losses import LOSSES
 from dynsim.two_tower.observables import (
     alignment_score,
     condition_number,

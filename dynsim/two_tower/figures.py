@@ -1,0 +1,124 @@
+"""The two-tower system's figures: its metric panels, the signal coordinates, and the Figure 1
+and phase-diagram figures of ``dynsim reproduce fig1``.
+
+``metrics.png`` (drawn by the engine from :data:`METRIC_PANELS`) shows the worst-coordinate
+alignment ``rho_min``, the condition number ``kappa_A``, the balance, the noise-to-signal ratio
+and the loss against training time; ``coordinates.png`` shows the signal coordinates
+``a_k(t) = ‖S_A e_k‖²`` one panel each. ``fig1_trajectories`` is the Figure-1-style panel set:
+one row per training condition, columns ``rho_min``, ``kappa_A``, ``nsr`` and balance, in the
+style of ``metrics.png``; ``phase_heatmaps`` draws a :func:`dynsim.phase_diagram` grid as heat maps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+from ..engine.figures import (
+    TIME_LABEL,
+    axis_colors,
+    coordinate_trajectories,
+    legend_handles,
+    mark_times,
+    marks,
+    plot_limit,
+    plot_points,
+    save,
+)
+
+# name -> (panel title, y-axis label); every metric is dimensionless.
+METRIC_PANELS = {
+    "rho_min": ("alignment: worst coordinate", r"$\rho_{\min} = \min_k\, p_k / \sqrt{a_k b_k}$"),
+    "kappa_a": ("condition number of tower A", r"$\kappa_A = s_1(S_A) / s_r(S_A)$"),
+    "balance": ("balance", r"stable rank of Cov $f_A$"),
+    "nsr": ("noise-to-signal ratio", r"$\|N_A\|_F \,/\, \|S_A\|_F$"),
+    "loss": ("training loss", "loss"),
+}
+FIG1_METRICS = ("rho_min", "kappa_a", "nsr", "balance")
+PHASE_PANELS = {"kappa_a": r"final $\kappa_A$", "rho_min": r"final $\rho_{\min}$"}
+
+
+def figures(ds: xr.Dataset, figures_dir: Path) -> list[Path]:
+    """The two-tower figures beyond ``metrics.png``: ``coordinates.png``, the signal coordinates
+    ``a_k(t)`` (the first 8)."""
+    return [coordinate_trajectories(ds, "a", r"$a_k = \|S_A e_k\|^2$", figures_dir / "coordinates.png")]
+
+
+def _fig1_figure(panels: dict[str, xr.Dataset]) -> Figure:
+    """The figure of :func:`fig1_trajectories`, not yet saved."""
+    first = next(iter(panels.values()))
+    widths = first["width"].values
+    colors = axis_colors(widths)
+    fig, axes = plt.subplots(
+        len(panels), len(FIG1_METRICS), figsize=(14, 2.9 * len(panels) + 0.8), squeeze=False, layout="constrained"
+    )
+    for row, (label, ds) in zip(axes, panels.items(), strict=True):
+        for ax, name in zip(row, FIG1_METRICS, strict=True):
+            plot_points(ax, ds[name], colors)
+            plot_limit(ax, ds[f"ode_{name}"])
+            mark_times(ax, marks(ds))
+            ax.set_title(f"{label}: {name}", fontsize=10)
+            ax.set_ylabel(METRIC_PANELS[name][1])
+            if name == "kappa_a":
+                ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # labels within one decade too
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel(TIME_LABEL)
+    fig.legend(handles=legend_handles(first, colors, True), loc="outside lower center", ncols=len(widths) + 3)
+    return fig
+
+
+def fig1_trajectories(panels: dict[str, xr.Dataset], path: str | Path) -> Path:
+    """Plot ``rho_min``, ``kappa_a`` (log scale), ``nsr`` and ``balance`` against training time,
+    one row per ``label -> dataset`` of ``panels`` (runs with the ODE overlay, the same widths):
+    per width the seed mean and min..max band, the ODE dashed, the stage changes dotted;
+    returns the written path."""
+    return save(_fig1_figure(panels), path)
+
+
+def _phase_figure(grid: xr.Dataset) -> Figure:
+    """The figure of :func:`phase_heatmaps`, not yet saved."""
+    kinds = grid["kind"].values
+    fig, axes = plt.subplots(
+        len(PHASE_PANELS),
+        len(kinds),
+        figsize=(5 * len(kinds) + 1, 4 * len(PHASE_PANELS)),
+        squeeze=False,
+        layout="constrained",
+    )
+    kappas, taus = grid["kappa"].values, grid["tau"].values
+    annotate = kappas.size * taus.size <= 64
+    for row, (name, label) in zip(axes, PHASE_PANELS.items(), strict=True):
+        values = grid[name].values
+        scale = LogNorm if name == "kappa_a" else Normalize  # one scale per metric, shared by the losses
+        norm = scale(vmin=values.min(), vmax=values.max())
+        for ax, kind, panel in zip(row, kinds, values, strict=True):
+            image = ax.pcolormesh(np.arange(taus.size + 1), np.arange(kappas.size + 1), panel, norm=norm, cmap="magma")
+            if annotate:
+                for (i, j), value in np.ndenumerate(panel):
+                    dark = image.norm(value) < 0.5  # the low end of magma is dark
+                    color = "white" if dark else "black"
+                    ax.text(j + 0.5, i + 0.5, f"{value:.3g}", ha="center", va="center", fontsize=7, color=color)
+            ax.set_xticks(np.arange(taus.size) + 0.5, [f"{t:.3g}" for t in taus], rotation=45)
+            ax.set_yticks(np.arange(kappas.size) + 0.5, [f"{k:.3g}" for k in kappas])
+            ax.set(title=f"{kind}: {label}", xlabel=r"stage-2 inverse temperature $\tau_2$")
+            ax.set_ylabel(r"initial condition number $\kappa$")
+        fig.colorbar(image, ax=row, label=label)
+    fig.suptitle("Infinite-width ODE at the end of training")
+    return fig
+
+
+def phase_heatmaps(grid: xr.Dataset, path: str | Path) -> Path:
+    """Draw a :func:`dynsim.phase_diagram` grid: final ``kappa_a`` (log colour scale) and
+    ``rho_min`` over (initial kappa, stage-2 tau), one column per loss, on a shared colour scale
+    per metric, with the values written in the cells of small grids; returns the written path."""
+    return save(_phase_figure(grid), path)

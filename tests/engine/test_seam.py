@@ -1,0 +1,178 @@
+"""The seam between the engine and its systems.
+
+A tiny system defined here, and nowhere in dynsim, runs through ``sweep``, ``compare``, the run
+directory, the figures and the command line: adding a system touches no engine file. The engine
+imports no system, and names none. Every registered system honours the same contract at a tiny size.
+"""
+
+import ast
+import dataclasses
+import math
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import dynsim
+from dynsim import registry
+from dynsim.cli import app
+from dynsim.engine import config as engine_config
+from dynsim.engine.compare import compare_runs
+from dynsim.engine.config import SystemConfig, field, with_overrides
+from dynsim.engine.results import config_of
+from dynsim.engine.sweep import run_sweep
+from dynsim.engine.system import Axis, System
+
+ENGINE = Path(dynsim.__file__).parent / "engine"
+
+
+# --- a system of forty lines: x <- x - lr a x, whose limit is x0 exp(-a t) -----------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DecayConfig:
+    name: ClassVar[str] = "decay"
+    rate: float = field(1.0, "a", "number", low=0, strict=True)
+    duration: float = field(2.0, "T", "number", low=0, strict=True)
+
+    def __post_init__(self):
+        engine_config.check_fields(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyRun(engine_config.RunConfig):
+    record_every: float = field(0.5, "record cadence", "number", low=0, strict=True)
+    values: tuple[float, ...] = field((0.1, 0.05, 0.025), "learning rates", "numbers", low=0, strict=True)
+
+    def __post_init__(self):
+        object.__setattr__(self, "values", tuple(self.values))
+        engine_config.check_fields(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig(SystemConfig):
+    system: ClassVar[str] = "toy"
+    decay: DecayConfig = DecayConfig()
+    run: ToyRun = ToyRun()
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyRecord:
+    times: np.ndarray
+    x: np.ndarray
+    metrics: dict
+
+
+def _times(config, lr):
+    every = round(config.run.record_every / lr)
+    return np.arange(0, round(config.decay.duration / lr) + 1, every) * lr
+
+
+def _simulate(config, lr, seeds, first_seed):
+    times = _times(config, lr)
+    x = (1 - lr * config.decay.rate) ** np.round(times / lr)
+    x = np.broadcast_to(x[None, :, None], (seeds, times.size, 1)).copy()
+    return ToyRecord(times, x, {"energy": x[..., 0] ** 2})
+
+
+def _limit(config):
+    times = _times(config, config.run.values[0])
+    x = np.exp(-config.decay.rate * times)[:, None]
+    return ToyRecord(times, x, {"energy": x[:, 0] ** 2})
+
+
+TOY = System(
+    name="toy",
+    summary="x <- x - lr a x against x0 exp(-a t)",
+    config=ToyConfig,
+    axis=lambda config: Axis("lr", config.run.values, slope=1.0, label="learning rate", symbol="η"),
+    simulate=_simulate,
+    steps=lambda config, lr: round(config.decay.duration / lr),
+    coordinates={"x": "component"},
+    table=("energy",),
+    panels={"energy": ("energy", "x²")},
+    limit=_limit,
+)
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    monkeypatch.setitem(registry.SYSTEMS, "toy", TOY)
+    return TOY
+
+
+def _toy_config(tmp_path):
+    return with_overrides(ToyConfig(), {"run": {"out": str(tmp_path / "run"), "seeds": 2}})
+
+
+def test_a_system_defined_outside_dynsim_sweeps_resumes_and_compares(tmp_path, toy):
+    config = _toy_config(tmp_path)
+    dataset = run_sweep(toy, config, with_limit=True)
+    assert dict(dataset.sizes) == {"lr": 3, "seed": 2, "time": 5, "component": 1}
+    np.testing.assert_allclose(dataset.x.sel(lr=0.1).values[0, :, 0], 0.9 ** np.arange(0, 21, 5))
+    np.testing.assert_allclose(dataset.limit_x.values[:, 0], np.exp(-np.arange(5) / 2))
+    assert (tmp_path / "run" / "summary.csv").is_file() and (tmp_path / "run" / "limit.nc").is_file()
+    assert config_of(dataset, toy) == config
+    run_sweep(toy, config, with_limit=True)
+    assert (tmp_path / "run" / "run.log").read_text().splitlines()[-2].endswith("start: 0 of 3 parts to run")
+    # Euler's global error is first order: the fitted slope of the error in lr is 1.
+    comparison = compare_runs(toy, config)
+    assert comparison.slope == pytest.approx(1.0, abs=0.05) and comparison.floor_value is None
+
+
+def test_the_command_line_runs_a_system_it_was_not_written_for(tmp_path, toy):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(app, ["compare", "--system", "toy", "--seeds", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (out / "comparison.csv").is_file() and (out / "figures" / "error_vs_lr.png").is_file()
+    assert (out / "figures" / "metrics.png").is_file()
+    shown = runner.invoke(app, ["show", str(out)])
+    assert shown.exit_code == 0 and "slope of log error vs log lr" in shown.output and "energy" in shown.output
+    assert "toy:" in runner.invoke(app, ["systems"]).output
+
+
+def _imports(path: Path) -> list[str]:
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            names.append("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return names
+
+
+@pytest.mark.parametrize("path", sorted(ENGINE.glob("*.py")), ids=lambda p: p.name)
+def test_the_engine_imports_no_system_and_names_none(path):
+    systems = ("two_tower", "spectral", "registry", "cli")
+    for name in _imports(path):
+        assert not (name.startswith("..") or name.startswith("dynsim.")), f"{path.name} imports {name}"
+        assert not any(system in name for system in systems), f"{path.name} imports {name}"
+    source = path.read_text()
+    for name in registry.SYSTEMS:
+        assert f'"{name}"' not in source and f"'{name}'" not in source, f"{path.name} names the system {name}"
+
+
+@pytest.mark.parametrize("name", sorted(registry.SYSTEMS))
+def test_every_system_honours_the_contract_at_a_tiny_size(name, tmp_path):
+    system = registry.SYSTEMS[name]
+    config = with_overrides(
+        system.config(), system.tiny | {"run": {**system.tiny.get("run", {}), "out": str(tmp_path)}}
+    )
+    assert registry.load_config(config.to_dict()) == config  # round trip through plain tables
+    axis = system.axis(config)
+    first = system.simulate(config, axis.values[0], 2, 0)
+    repeated = system.simulate(config, axis.values[0], 2, 0)  # what a resumed run recomputes: the same bits
+    alone = system.simulate(config, axis.values[0], 1, 1)  # seed 1 alone: the same key, another batch shape
+    for coordinate in system.coordinates:
+        values = np.asarray(getattr(first, coordinate))
+        assert np.all(np.isfinite(values)) and values.shape[:2] == (2, first.times.size)
+        np.testing.assert_array_equal(values, np.asarray(getattr(repeated, coordinate)))
+        tolerance = 1e3 * np.finfo(values.dtype).eps  # another batch shape may sum in another order
+        np.testing.assert_allclose(values[1:], np.asarray(getattr(alone, coordinate)), rtol=tolerance, atol=tolerance)
+    limit = system.limit(config)
+    np.testing.assert_allclose(limit.times, first.times, rtol=1e-12)
+    assert all(math.isfinite(float(np.max(np.abs(v)))) for v in limit.metrics.values())
+    assert set(system.table) <= set(first.metrics) and set(system.panels) <= set(first.metrics)
