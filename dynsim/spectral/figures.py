@@ -1,0 +1,152 @@
+r"""The spectral system's figures: its metric panels, the eigenvalues of FᵀF and the mass of F
+along each eigenvector against time, and the predicted plateau exits the figures mark.
+
+Stepwise learning (spec §5): from a small initialization each eigen-direction u_i of Ā is learned
+on its own clock; with s_i the squared norm of F = D^{1/2}Φ along u_i, the flow in F-space gives
+:math:`s_i(t) = \gamma_i / (1 + (\gamma_i/s_0 - 1) e^{-8\gamma_i t})`, learned near
+:math:`t_i = \ln(\gamma_i / s_0) / (8\gamma_i)`. The tabular encoder trains Φ, not F: on a regular
+graph (D = I/N) its flow is the F-flow slowed down N times, so in training time the exits are at
+:math:`N t_i`; with iid N(0, σ²) initial entries, :math:`s_0 = \mathbb{E}\, s_i(0) = kσ^2/N`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+from matplotlib.lines import Line2D
+
+from ..engine.figures import LIMIT_STYLE, MARK_STYLE, TIME_LABEL, coordinate_trajectories, error_axes, save
+from .config import SpectralConfig
+from .graph import eigensystem
+
+# name -> (panel title, y-axis label[, y scale])
+METRIC_PANELS = {
+    "gap": ("population loss above its minimum", r"$L(\Phi) - L^*$", "log"),
+    "sine": ("distance to the top-k eigenspace", r"$\sin\theta_{\max}(\mathrm{span}\,F,\ U_k)$", "log"),
+    "probe_aug": ("linear probe, augmented points", "error"),
+    "probe_ens": ("linear probe, ensembled over augmentations", "error"),
+    "loss": ("population loss", r"$L(\Phi)$"),
+}
+
+
+def predicted_exits(config: SpectralConfig) -> np.ndarray:
+    r"""Predicted plateau exits :math:`N \ln(\gamma/s_0)/(8\gamma)` of each distinct eigenvalue among
+    the top k (module docstring), for the tabular encoder on a regular graph; empty elsewhere,
+    where no closed-form prediction applies."""
+    graph = config.graph_object
+    if config.encoder.kind != "tabular" or np.ptp(graph.degrees) > 1e-12 * graph.degrees.max():
+        return np.array([])
+    nodes = graph.num_nodes
+    s0 = config.encoder.k * config.encoder.init_scale**2 / nodes
+    gammas = np.unique(np.round(eigensystem(graph)[0][: config.encoder.k], 12))[::-1]
+    gammas = gammas[gammas > s0]
+    return nodes * np.log(gammas / s0) / (8 * gammas)
+
+
+def figures(ds: xr.Dataset, figures_dir: Path) -> list[Path]:
+    """The spectral figures beyond ``metrics.png``: ``eigenvalues.png`` (the eigenvalues of FᵀF,
+    which tend to γ_1..γ_k) and ``mass.png`` (the mass of F along each leading eigenvector u_i)."""
+    return [
+        coordinate_trajectories(ds, "eig", r"eigenvalue of $F^TF$", figures_dir / "eigenvalues.png"),
+        coordinate_trajectories(ds, "mass", r"$s_i = \|F^T u_i\|^2$", figures_dir / "mass.png"),
+    ]
+
+
+def _seeds_and_flow(ax, ds: xr.Dataset, name: str, color: str = "tab:blue") -> None:
+    """The finite seeds of the first point (each a thin line) and the flow's seeds (dashed)."""
+    finite = ds[name].isel({ds.attrs["axis"]: 0})
+    for seed in finite.seed.values:
+        ax.plot(ds.time.values, finite.sel(seed=seed).values, color=color, alpha=0.5, linewidth=1)
+    for seed in ds.seed.values:
+        ax.plot(ds.time.values, ds[f"flow_{name}"].sel(seed=seed).values, **LIMIT_STYLE)
+
+
+def stepwise_figure(ds: xr.Dataset, config: SpectralConfig, path: Path) -> Path:
+    """(a) The loss from a small initialization against time: every finite seed, the exact flow of
+    every seed, the plateau levels −Σ_{i≤j} γ_i², and the predicted exits (module docstring)."""
+    gammas = np.unique(np.round(np.asarray(ds.attrs["gammas"]), 12))[::-1]
+    counts = [int(np.sum(np.isclose(ds.attrs["gammas"], g))) for g in gammas]
+    levels = -np.cumsum([count * g**2 for g, count in zip(gammas, counts, strict=True)])
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    _seeds_and_flow(ax, ds, "loss")
+    for level in levels:
+        ax.axhline(level, color="tab:green", linestyle=":", linewidth=1)
+    for t in predicted_exits(config):
+        ax.axvline(t, **MARK_STYLE)
+    seeds, point = ds.sizes["seed"], ds[ds.attrs["axis"]].values[0]
+    method = f"SGD, lr {config.train.lr:g}, batch {config.train.batch}" if config.train.method == "sgd" else "GD"
+    handles = [
+        Line2D([], [], color="tab:blue", alpha=0.5, label=f"{method}: {seeds} seeds (one line each)"),
+        Line2D([], [], **LIMIT_STYLE, label="exact flow, same initializations"),
+        Line2D([], [], color="tab:green", linestyle=":", label=r"plateaus $-\sum_{i\leq j}\gamma_i^2$"),
+        Line2D([], [], **MARK_STYLE, label=r"predicted exits $N\ln(\gamma/s_0)/(8\gamma)$"),
+    ]
+    ax.legend(handles=handles)
+    ax.set(xlabel=TIME_LABEL, ylabel=r"population loss $L(\Phi)$")
+    ax.set_title(
+        f"(a) stepwise learning from init scale {config.encoder.init_scale:g} (k = {config.encoder.k}, "
+        f"{ds.attrs['axis']} = {point})"
+    )
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def subspace_figure(ds: xr.Dataset, rate: float, path: Path) -> Path:
+    """(b) The largest principal-angle sine to the top-k eigenspace on a log axis: every finite seed,
+    the flow, and a line of the predicted rate ``rate`` through the flow's mean at mid-run."""
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    _seeds_and_flow(ax, ds, "sine")
+    times = ds.time.values
+    middle = times.size // 2
+    anchor = float(ds["flow_sine"].mean("seed").values[middle])
+    ax.plot(times, anchor * np.exp(rate * (times - times[middle])), color="tab:red", linewidth=1.5)
+    seeds = ds.sizes["seed"]
+    handles = [
+        Line2D([], [], color="tab:blue", alpha=0.5, label=f"gradient descent: {seeds} seeds (one line each)"),
+        Line2D([], [], **LIMIT_STYLE, label="exact flow, same initializations"),
+        Line2D([], [], color="tab:red", label=rf"predicted rate $-4(\gamma_k-\gamma_{{k+1}})/N = {rate:.4g}$"),
+    ]
+    ax.legend(handles=handles)
+    ax.set(xlabel=TIME_LABEL, ylabel=r"$\sin\theta_{\max}(\mathrm{span}\,F,\ U_k)$", yscale="log")
+    ax.set_title("(b) distance to the top-k eigenspace")
+    ax.grid(alpha=0.3, which="both")
+    return save(fig, path)
+
+
+def probe_figure(rows: list[dict], path: Path) -> Path:
+    """(c) The least-squares probe's errors at the exact optimum of every k, beside the provable
+    bounds ([D]), the secondary-source form ([S], logged) and α."""
+    ks = [row["k"] for row in rows]
+
+    def column(name):
+        return [row[name] for row in rows]
+
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    ax.plot(ks, column("probe_aug"), "o-", color="tab:blue", label="probe error, augmented points")
+    ax.plot(ks, column("probe_ens"), "s-", color="tab:purple", label="probe error, ensembled")
+    ax.plot(
+        ks, column("bound_aug_cut"), "--", color="tab:blue", label=r"bound $2\phi^{\hat y}/\lambda_{k+1}+\alpha$ [D]"
+    )
+    ax.plot(ks, column("bound_aug"), ":", color="tab:blue", label=r"bound $4\alpha/\lambda_{k+1}+\alpha$ [D]")
+    ax.plot(ks, column("bound_ens"), ":", color="tab:purple", label=r"bound $8\alpha/\lambda_{k+1}+2\alpha$ [D]")
+    ax.plot(ks, column("bound_zhang"), "-.", color="grey", label=r"$4\alpha/\lambda_{k+1}+8\alpha$ [S], logged")
+    ax.axhline(rows[0]["alpha"], color="black", linewidth=1, label=r"$\alpha^*$ (Bayes error)")
+    ax.set_yscale("symlog", linthresh=1e-2)  # a zero error stays on the figure
+    ax.set_ylim(bottom=0)
+    ax.set(xlabel="embedding dimension k", ylabel="error (linear below 0.01)")
+    ax.set_title("(c) linear probe at the exact optimum against the bounds (ring)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def error_panels(comparisons: list, path: Path) -> Path:
+    """(d) Error against the flow versus each comparison's axis, side by side, with fitted slopes."""
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(7 * len(comparisons), 5), layout="constrained")
+    for ax, comparison in zip(np.atleast_1d(axes), comparisons, strict=True):
+        error_axes(ax, comparison)
+    fig.suptitle("(d) error against the exact flow: bands are mean ± sd over seeds")
+    return save(fig, path)

@@ -1,0 +1,124 @@
+r"""The finite process of the spectral system: SGD on the minibatch estimator, or gradient descent
+on the population loss, one seed at a time inside the engine's ``lax.scan`` (spec §2, §5).
+
+The parameters are the embedding table Φ ∈ R^{N×k} (tabular encoder) or V ∈ R^{d×k} (linear
+encoder, Φ = ΨV). A step of ``sgd`` draws B positive pairs (edges drawn with probability
+w_{xx'}), embeds both views, z_i = f(x_i), z_i^+ = f(x_i^+), and descends the estimator
+:math:`\hat L = -\frac{2}{B}\sum_i z_i^T z_i^+ + \frac{1}{B(B-1)}\sum_{i\ne j}(z_i^T z_j^+)^2`
+(:func:`dynsim.losses.spectral`, unbiased for the population loss); a step of ``gd`` descends
+:math:`L(Φ) = -2\,\mathrm{tr}(Φ^TWΦ) + \|Φ^TDΦ\|_F^2` itself. Both go through optax. Every record
+observes Φ with :func:`dynsim.spectral.observables.observe`, so finite runs and the exact flow
+report the same quantities.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ..engine.runner import scan_run
+from ..losses import spectral
+from .graph import Graph, pair_sampler
+from .observables import GraphArrays, observe, population_loss
+
+
+class Plan(NamedTuple):
+    """What fixes the compiled program (hashable, static): the graph (one object per ``[graph]``
+    section), shapes, step counts and options."""
+
+    graph: Graph
+    encoder: str
+    k: int
+    dim: int  # the rows of the parameters: N (tabular) or d (linear)
+    method: str
+    batch: int
+    lr: float
+    optimizer: str
+    momentum: float
+    steps: int
+    record_every: int
+    init_scale: float
+    dtype: str
+
+
+class Inputs(NamedTuple):
+    """Arrays every seed reads (traced): the graph's arrays and the node features (None: tabular)."""
+
+    arrays: GraphArrays
+    features: jax.Array | None
+
+
+def optimizer(plan: Plan) -> optax.GradientTransformation:
+    """The optax optimizer of ``train.optimizer``: ``sgd``, heavy-ball ``momentum`` or ``adam``."""
+    if plan.optimizer == "sgd":
+        return optax.sgd(plan.lr)
+    if plan.optimizer == "momentum":
+        return optax.sgd(plan.lr, momentum=plan.momentum)
+    return optax.adam(plan.lr)
+
+
+def embedding(params: jax.Array, features: jax.Array | None) -> jax.Array:
+    """The table Φ (N × k) of the parameters: Φ itself (tabular) or ΨV (linear)."""
+    return params if features is None else features @ params
+
+
+def initial_params(key: jax.Array, plan: Plan) -> jax.Array:
+    """Φ_0 or V_0 with iid N(0, init_scale²) entries."""
+    return plan.init_scale * jax.random.normal(key, (plan.dim, plan.k), jnp.dtype(plan.dtype))
+
+
+def split_seed_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(init_key, step_key)`` of one seed: its initial parameters, its batches."""
+    init_key, step_key = jax.random.split(key)
+    return init_key, step_key
+
+
+def embed_nodes(params: jax.Array, features: jax.Array | None, nodes: jax.Array) -> jax.Array:
+    """The embeddings f(x) of the nodes ``nodes``, (B, k): rows of Φ, or ψ(x)ᵀV."""
+    return params[nodes] if features is None else features[nodes] @ params
+
+
+def make_loss(plan: Plan, inputs: Inputs, step_key: jax.Array):
+    """``loss(params, step)``: the minibatch estimator on step ``step``'s fresh pairs (``sgd``),
+    or the population loss (``gd``)."""
+    if plan.method == "gd":
+        return lambda params, step: population_loss(
+            embedding(params, inputs.features), inputs.arrays.W, inputs.arrays.degrees
+        )
+    sample = pair_sampler(plan.graph)
+
+    def minibatch(params, step):
+        x, x_plus = sample(jax.random.fold_in(step_key, step), plan.batch)
+        z, z_plus = embed_nodes(params, inputs.features, x), embed_nodes(params, inputs.features, x_plus)
+        return spectral(z @ z_plus.T, None, 1.0)
+
+    return minibatch
+
+
+def make_step(plan: Plan, inputs: Inputs, step_key: jax.Array):
+    """``step_fn(state, step)`` for state ``(params, opt_state)``: one optimizer step on :func:`make_loss`."""
+    loss, opt = make_loss(plan, inputs, step_key), optimizer(plan)
+
+    def step_fn(state, step):
+        params, opt_state = state
+        grads = jax.grad(loss)(params, step)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return step_fn
+
+
+def simulate_seed(key: jax.Array, inputs: Inputs, plan: Plan):
+    """One seed's run: the observables of every record, and the divergence step (``scan_run``)."""
+    init_key, step_key = split_seed_key(key)
+    params = initial_params(init_key, plan)
+    return scan_run(
+        (params, optimizer(plan).init(params)),
+        make_step(plan, inputs, step_key),
+        lambda state, step: observe(embedding(state[0], inputs.features), inputs.arrays),
+        plan.steps,
+        plan.record_every,
+    )

@@ -1,0 +1,187 @@
+"""Observables of an embedding table on an augmentation graph (specs/spectral.md §2, §3, §5), in JAX.
+
+An embedding is the table Φ (N × k) whose row x is f(x); F = D^{1/2}Φ is its
+matrix-factorization form (rows u_x = w_x^{1/2} f(x)). What the observables need from the graph
+travels in a :class:`GraphArrays`, built once on the host by :func:`graph_arrays`; :func:`observe`
+is pure and jittable, and vmaps over a leading seed axis of Φ:
+``jax.vmap(observe, in_axes=(0, None))(phis, arrays)``. Its dtype follows Φ.
+
+Every observable is invariant under Φ → ΦR for an orthogonal R, so the rotation that the closed
+form of the flow leaves open (flow.py) never shows.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..engine.types import Array, Float, Int
+from .graph import Graph, bayes_labels, class_mass, eigensystem, minimum
+
+
+class GraphArrays(NamedTuple):
+    """The graph as JAX arrays, for :func:`observe` at embedding dimension k.
+
+    Attributes:
+        gammas: (N,) γ, descending.
+        modes: (N, modes) U[:, :modes], the eigenvectors whose captured mass is tracked.
+        top: (N, k) U_k, the reference top-k eigenvectors (one basis within a degenerate block).
+        degrees: (N,) w_x.
+        W: (N, N) edge weights.
+        aug: (N̄, N) A(x|x̄).
+        prior: (N̄,) P(x̄).
+        labels: (N̄,) int y(x̄).
+        q: (N, r) q(x, c) = Σ_{x̄: y(x̄)=c} P(x̄) A(x|x̄).
+        bayes: (N, r) one-hot Bayes labels ŷ(x).
+        minimum: () L* = −Σ_{i≤k} γ_i².
+    """
+
+    gammas: Float[Array, " N"]
+    modes: Float[Array, "N modes"]
+    top: Float[Array, "N k"]
+    degrees: Float[Array, " N"]
+    W: Float[Array, "N N"]
+    aug: Float[Array, "Nbar N"]
+    prior: Float[Array, " Nbar"]
+    labels: Int[Array, " Nbar"]
+    q: Float[Array, "N r"]
+    bayes: Float[Array, "N r"]
+    minimum: Float[Array, ""]
+
+
+def graph_arrays(graph: Graph, k: int, modes: int) -> GraphArrays:
+    """The :class:`GraphArrays` of a graph at embedding dimension k (float64; forms W).
+
+    Args:
+        graph: the graph.
+        k: embedding dimension, 1 ≤ k ≤ N.
+        modes: how many leading eigenvectors :func:`observe` reports the mass on, 1 ≤ modes ≤ N.
+
+    Returns:
+        The arrays.
+    """
+    gammas, vectors = eigensystem(graph)
+    if not 1 <= modes <= graph.num_nodes:
+        raise ValueError(f"modes = {modes!r} is invalid: must be an integer in [1, {graph.num_nodes}]")
+    return GraphArrays(
+        gammas=jnp.asarray(gammas),
+        modes=jnp.asarray(vectors[:, :modes]),
+        top=jnp.asarray(vectors[:, :k]),
+        degrees=jnp.asarray(graph.degrees),
+        W=jnp.asarray(graph.W),
+        aug=jnp.asarray(graph.aug),
+        prior=jnp.asarray(graph.prior),
+        labels=jnp.asarray(graph.labels, dtype=jnp.int32),
+        q=jnp.asarray(class_mass(graph)),
+        bayes=jnp.asarray(np.eye(graph.num_classes)[bayes_labels(graph)]),
+        minimum=jnp.asarray(minimum(graph, k)),
+    )
+
+
+def population_loss(phi: Float[Array, "N k"], W: Float[Array, "N N"], degrees: Float[Array, " N"]) -> Float[Array, ""]:
+    r"""The population spectral contrastive loss of a tabular embedding (§2 Eq. 6, §5).
+
+    .. math::
+        L(Φ) = -2\,\mathrm{tr}(Φ^T W Φ) + \|Φ^T D Φ\|_F^2
+        = -2\,\mathbb{E}_{x,x^+}[f(x)^T f(x^+)] + \mathbb{E}_{x,x'}[(f(x)^T f(x'))^2].
+
+    Args:
+        phi: (N, k) Φ, row x is f(x).
+        W: (N, N) edge weights.
+        degrees: (N,) w_x, the diagonal of D.
+
+    Returns:
+        () L(Φ).
+    """
+    return -2 * jnp.sum(phi * (W @ phi)) + jnp.sum((phi.T @ (degrees[:, None] * phi)) ** 2)
+
+
+def subspace_sine(F: Float[Array, "N k"], basis: Float[Array, "N m"]) -> Float[Array, ""]:
+    r"""Largest principal-angle sine from span(basis) to span F: \|(I − P_F) B\|_2.
+
+    For m = rank F it is sin θ_max(span F, span B); for m < rank F it is 0 exactly when span F
+    contains span B. Robust to a rank-deficient or tiny F: directions of F below a relative
+    cutoff do not count, so F = 0 (or any F of rank below m) gives 1.
+
+    Args:
+        F: (N, k) spanning vectors.
+        basis: (N, m) orthonormal columns B.
+
+    Returns:
+        () the sine, in [0, 1].
+    """
+    left, singular, _ = jnp.linalg.svd(F, full_matrices=False)
+    cutoff = max(F.shape) * jnp.finfo(F.dtype).eps * singular[0]
+    left = jnp.where(singular > cutoff, left, 0.0)
+    residual = basis - left @ (left.T @ basis)
+    return jnp.minimum(jnp.linalg.norm(residual, ord=2), 1.0)
+
+
+def _first_max(scores: Float[Array, "n r"]) -> Int[Array, " n"]:
+    # Scores here are O(1) (least-squares fits of one-hot targets, or vote shares): gaps below
+    # √eps are round-off, and ties in exact arithmetic (symmetric graphs) go to the smallest index.
+    tolerance = jnp.sqrt(jnp.finfo(scores.dtype).eps)
+    return jnp.argmax(scores >= jnp.max(scores, axis=1, keepdims=True) - tolerance, axis=1)
+
+
+def probe_errors(phi: Float[Array, "N k"], arrays: GraphArrays) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    r"""Errors of the least-squares linear probe fit to the Bayes labels (§3).
+
+    H = argmin_H Σ_x w_x \|e_{ŷ(x)} − Hᵀf(x)\|² = F⁺ D^{1/2} Y_ŷ (no bias; pseudo-inverse, so a
+    rank-deficient Φ is fine), g(x) = argmax_c (Hᵀf(x))_c, ḡ(x̄) the plurality vote of g over
+    A(·|x̄); ties go to the smallest class index.
+
+    Args:
+        phi: (N, k) Φ.
+        arrays: the graph's arrays, in Φ's dtype.
+
+    Returns:
+        (augmented error 1 − Σ_x q(x, g(x)), ensembled error E = Pr_{x̄∼P}[ḡ(x̄) ≠ y(x̄)]).
+    """
+    sqrt_w = jnp.sqrt(arrays.degrees)
+    head = jnp.linalg.pinv(sqrt_w[:, None] * phi) @ (sqrt_w[:, None] * arrays.bayes)
+    predicted = jax.nn.one_hot(_first_max(phi @ head), arrays.q.shape[1], dtype=phi.dtype)
+    augmented = 1.0 - jnp.sum(arrays.q * predicted)
+    vote = _first_max(arrays.aug @ predicted)
+    ensembled = jnp.sum(jnp.where(vote != arrays.labels, arrays.prior, 0.0))
+    return augmented, ensembled
+
+
+def _cast(arrays: GraphArrays, dtype) -> GraphArrays:
+    return GraphArrays(*(a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in arrays))
+
+
+def observe(phi: Float[Array, "N k"], arrays: GraphArrays) -> dict[str, Array]:
+    r"""Observables of the embedding table Φ; with F = D^{1/2}Φ:
+
+    - ``loss``: L(Φ) = −2 tr(ΦᵀWΦ) + ‖ΦᵀDΦ‖²_F (:func:`population_loss`);
+    - ``gap``: L(Φ) − L*;
+    - ``eig``: (k,) eigenvalues of FᵀF, descending (→ γ_1..γ_k at the optimum);
+    - ``sine``: sin θ_max(span F, span U_k) (:func:`subspace_sine`);
+    - ``mass``: (modes,) ‖Fᵀu_i‖², the squared norm of F along each leading eigenvector u_i;
+    - ``probe_aug``, ``probe_ens``: augmented and ensembled errors of the least-squares probe
+      (:func:`probe_errors`).
+
+    Args:
+        phi: (N, k) Φ, row x is f(x).
+        arrays: from :func:`graph_arrays` with the same k.
+
+    Returns:
+        dict of arrays in Φ's dtype.
+    """
+    arrays = _cast(arrays, phi.dtype)
+    F = jnp.sqrt(arrays.degrees)[:, None] * phi
+    loss = population_loss(phi, arrays.W, arrays.degrees)
+    probe_aug, probe_ens = probe_errors(phi, arrays)
+    return {
+        "loss": loss,
+        "gap": loss - arrays.minimum,
+        "eig": jnp.linalg.eigvalsh(F.T @ F)[::-1],
+        "sine": subspace_sine(F, arrays.top),
+        "mass": jnp.sum((arrays.modes.T @ F) ** 2, axis=1),
+        "probe_aug": probe_aug,
+        "probe_ens": probe_ens,
+    }
