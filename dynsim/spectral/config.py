@@ -18,13 +18,13 @@ import numpy as np
 
 from ..engine import config as engine_config
 from ..engine.config import ConfigError, SystemConfig, as_tuple, build_config, check_fields, fail, field, read_toml
+from ..engine.optimizers import OPTIMIZERS
 from ..engine.schedule import stage_steps
 from .graph import FAMILIES, TASKS, Graph, hsbm, load_graph, ring
 
 ENCODERS = ("tabular", "linear")
 FEATURES = ("onehot", "gaussian", "file")
 METHODS = ("sgd", "gd")
-OPTIMIZERS = ("sgd", "momentum", "adam")
 PRECISIONS = ("float32", "float64")
 AXES = ("lr", "batch")
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ..engine.optimizers import optimizer as engine_optimizer
 from ..engine.runner import scan_run
 from ..losses import spectral
 from .graph import Graph, pair_sampler
@@ -52,12 +53,8 @@ class Inputs(NamedTuple):
 
 
 def optimizer(plan: Plan) -> optax.GradientTransformation:
-    """The optax optimizer of ``train.optimizer``: ``sgd``, heavy-ball ``momentum`` or ``adam``."""
-    if plan.optimizer == "sgd":
-        return optax.sgd(plan.lr)
-    if plan.optimizer == "momentum":
-        return optax.sgd(plan.lr, momentum=plan.momentum)
-    return optax.adam(plan.lr)
+    """The optax optimizer of ``train.optimizer`` (:func:`dynsim.engine.optimizers.optimizer`)."""
+    return engine_optimizer(plan.optimizer, plan.lr, plan.momentum)
 
 
 def embedding(params: jax.Array, features: jax.Array | None) -> jax.Array:

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from ..engine import config as engine_config
 from ..engine.config import SystemConfig, as_tuple, build_config, check_choice, check_fields, fail, field, read_toml
+from ..engine.optimizers import OPTIMIZERS
 from ..engine.schedule import stage_steps
 
 SPECTRA = ("geometric", "linear", "spike", "list")
@@ -21,7 +22,6 @@ BASES = ("canonical", "random")
 LOSSES = ("infonce", "positive", "spectral")
 CONTRASTIVE = ("infonce", "spectral")
 NORMALIZATIONS = ("population", "batch")
-OPTIMIZERS = ("sgd", "momentum", "adam")
 PRECISIONS = ("float32", "float64")
 BACKENDS = ("param", "gram")
 INITS = ("auto", "bartlett", "exact")

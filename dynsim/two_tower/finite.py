@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..engine.optimizers import optimizer as engine_optimizer
 from ..engine.runner import record_steps
 from ..engine.schedule import stage_index, steps_per_record
 from ..losses import LOSSES
@@ -101,12 +102,8 @@ def plan_and_inputs(config: Config, width: int, data_key: jax.Array, init: str =
 
 
 def optimizer(plan: Plan) -> optax.GradientTransformation:
-    """The optax optimizer of ``train.optimizer``: ``sgd``, heavy-ball ``momentum`` or ``adam``."""
-    if plan.optimizer == "sgd":
-        return optax.sgd(plan.lr)
-    if plan.optimizer == "momentum":
-        return optax.sgd(plan.lr, momentum=plan.momentum)
-    return optax.adam(plan.lr)
+    """The optax optimizer of ``train.optimizer`` (:func:`dynsim.engine.optimizers.optimizer`)."""
+    return engine_optimizer(plan.optimizer, plan.lr, plan.momentum)
 
 
 def split_seed_key(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -1,16 +1,15 @@
-"""The spectral system through the command line, end to end in a subprocess: sweep with the exact flow,
+"""The spectral system through the command line, end to end (a real process for the first sweep and the
+killed run, the same entry point in this process for the rest): sweep with the exact flow,
 resume after SIGKILL, compare with the gradient-descent floor, show, plot, and one-line errors."""
 
 import csv
-import os
-import signal
 import subprocess
 import sys
-import time
 import tomllib
 
 import numpy as np
 import pytest
+from helpers import kill_when_parts_are_done, run_main
 
 import dynsim
 from dynsim import spectral
@@ -44,11 +43,11 @@ def test_sweep_with_the_flow_writes_a_run_that_loads_back_shows_and_plots(tmp_pa
         rows = {row["lr"]: row for row in csv.DictReader(f)}
     assert set(rows) == {"1.0", "0.5", "flow"}
     assert float(rows["0.5"]["sine_mean"]) == pytest.approx(float(dataset.sine.sel(lr=0.5)[:, -1].mean()), rel=1e-9)
-    shown = dynsim_cli("show", str(out))
+    shown = run_main("show", str(out))
     assert shown.returncode == 0 and "probe_aug" in shown.stdout
     for png in (out / "figures").glob("*.png"):
         png.unlink()
-    assert dynsim_cli("plot", str(out)).returncode == 0 and (out / "figures" / "mass.png").is_file()
+    assert run_main("plot", str(out)).returncode == 0 and (out / "figures" / "mass.png").is_file()
 
 
 def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
@@ -64,13 +63,7 @@ def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
         "run.values=[0.5]",
     ]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    process = subprocess.Popen([sys.executable, "-m", "dynsim", *args, "--out", str(killed)])
-    deadline = time.time() + 240
-    while len(list((killed / "parts").glob("*.done"))) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    finished = len(list((killed / "parts").glob("*.done")))
+    finished = kill_when_parts_are_done(args, killed, 2)
     assert 2 <= finished < 8, finished
     assert dynsim_cli(*args, "--out", str(killed)).returncode == 0
     assert f"start: {8 - finished} of 8 parts" in (killed / "run.log").read_text()
@@ -84,7 +77,7 @@ def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
 def test_compare_over_the_batch_size_runs_the_gradient_descent_floor(tmp_path):
     out = tmp_path / "run"
     batch = ["--set", "run.axis=batch", "--set", "run.values=[4, 16]", "--set", "train.lr=0.5"]
-    result = dynsim_cli("compare", "--out", str(out), *TINY, *batch)
+    result = run_main("compare", "--out", str(out), *TINY, *batch)
     assert result.returncode == 0, result.stderr
     assert "slope of log error vs log batch" in result.stdout and "gradient-descent floor" in result.stdout
     assert (out / "figures" / "error_vs_batch.png").is_file()
@@ -115,7 +108,7 @@ def test_compare_over_the_batch_size_runs_the_gradient_descent_floor(tmp_path):
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
     out = tmp_path / "run"
-    result = dynsim_cli("sweep", "--out", str(out), "--system", "spectral", *args)
+    result = run_main("sweep", "--out", str(out), "--system", "spectral", *args)
     assert not out.exists()  # refused before anything is written
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
@@ -123,27 +116,27 @@ def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
 
 
 def test_an_unknown_system_and_a_conflicting_one_are_refused(tmp_path):
-    unknown = dynsim_cli("sweep", "--system", "nope", "--out", str(tmp_path / "a"))
+    unknown = run_main("sweep", "--system", "nope", "--out", str(tmp_path / "a"))
     assert (
         unknown.returncode == 2
         and "system = 'nope' is invalid: must be one of 'two_tower', 'spectral'" in unknown.stderr
     )
     path = tmp_path / "two_tower.toml"
     path.write_text('system = "two_tower"\n')
-    conflict = dynsim_cli("sweep", "--system", "spectral", "--config", str(path), "--out", str(tmp_path / "b"))
+    conflict = run_main("sweep", "--system", "spectral", "--config", str(path), "--out", str(tmp_path / "b"))
     assert conflict.returncode == 2 and "--system spectral conflicts with system = 'two_tower'" in conflict.stderr
-    listed = dynsim_cli("systems")
+    listed = run_main("systems")
     assert listed.returncode == 0 and listed.stdout.startswith("two_tower: ") and "\nspectral: " in listed.stdout
 
 
 def test_a_run_directory_of_the_other_system_is_refused(tmp_path):
     out = tmp_path / "run"
-    assert dynsim_cli("sweep", "--quiet", "--out", str(out), *TINY).returncode == 0
-    result = dynsim_cli("sweep", "--width", "8", "--seeds", "1", "--out", str(out))
+    assert run_main("sweep", "--quiet", "--out", str(out), *TINY).returncode == 0
+    result = run_main("sweep", "--width", "8", "--seeds", "1", "--out", str(out))
     assert result.returncode == 2 and "holds a run of the 'spectral' system, not 'two_tower'" in result.stderr
 
 
 def test_the_flow_alone(tmp_path):
-    result = dynsim_cli("ode", "--out", str(tmp_path), *TINY)
+    result = run_main("ode", "--out", str(tmp_path), *TINY)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "flow.nc").is_file() and (tmp_path / "figures" / "flow.png").is_file()

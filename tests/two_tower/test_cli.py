@@ -1,15 +1,16 @@
-"""The command line, end to end in a subprocess: files, round trips, resume after SIGKILL, errors."""
+"""The command line, end to end: files, round trips, resume after SIGKILL, errors.
+
+The first sweep and the killed run go through a real ``python -m dynsim`` process; the other
+commands run the same entry point in this process (``helpers.run_main``), which reuses what is compiled."""
 
 import csv
-import os
-import signal
 import subprocess
 import sys
-import time
 import tomllib
 
 import numpy as np
 import pytest
+from helpers import kill_when_parts_are_done, run_main
 from matplotlib import image
 
 import dynsim
@@ -72,21 +73,21 @@ def test_sweep_writes_a_resumable_run_directory_that_loads_back(tmp_path):
     assert float(rows["inf"]["kappa_a_mean"]) == pytest.approx(float(dataset.ode_kappa_a[-1]), rel=1e-6)
 
     # The same command again skips every finished part.
-    assert dynsim_cli(*args, "--quiet").returncode == 0
+    assert run_main(*args, "--quiet").returncode == 0
     assert (out / "run.log").read_text().splitlines()[-2].endswith("start: 0 of 4 parts to run")
 
     # show and plot work from the directory alone.
-    shown = dynsim_cli("show", str(out))
+    shown = run_main("show", str(out))
     assert shown.returncode == 0 and "rho_min" in shown.stdout
     for png in (out / "figures").glob("*.png"):
         png.unlink()
-    assert dynsim_cli("plot", str(out)).returncode == 0
+    assert run_main("plot", str(out)).returncode == 0
     _assert_pngs(out / "figures", ["metrics.png", "coordinates.png"])
 
 
 def test_sweep_gram_backend_at_a_million_width(tmp_path):
     out = tmp_path / "run"
-    result = dynsim_cli("sweep", "--backend", "gram", "--width", "1000000", "--seeds", "2", "--out", str(out), *TINY)
+    result = run_main("sweep", "--backend", "gram", "--width", "1000000", "--seeds", "2", "--out", str(out), *TINY)
     assert result.returncode == 0, result.stderr
     config = dynsim.load_config(out / "config.toml")
     assert config.run.backend == "gram"
@@ -98,13 +99,7 @@ def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
     # then rerun the same command.
     args = ["sweep", "--width", "16,8", "--seeds", "24", "--set", "run.seed_chunk=2", "--quiet", *TINY]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    process = subprocess.Popen([sys.executable, "-m", "dynsim", *args, "--out", str(killed)])
-    deadline = time.time() + 240
-    while len(list((killed / "parts").glob("*.done"))) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    finished = len(list((killed / "parts").glob("*.done")))
+    finished = kill_when_parts_are_done(args, killed, 2)
     assert 2 <= finished < 24, finished
     assert not (killed / "summary.csv").exists()
 
@@ -121,11 +116,11 @@ def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
 
 def test_compare_writes_the_table_slope_and_figures(tmp_path):
     out = tmp_path / "run"
-    result = dynsim_cli("compare", "--width", "16,64", "--seeds", "3", "--out", str(out), *TINY)
+    result = run_main("compare", "--width", "16,64", "--seeds", "3", "--out", str(out), *TINY)
     assert result.returncode == 0, result.stderr
     assert "slope of log error vs log width" in result.stdout and "SGD floor" in result.stdout
     _assert_pngs(out / "figures", ["metrics.png", "coordinates.png", "error_vs_width.png"])
-    assert "slope of log error" in dynsim_cli("show", str(out)).stdout
+    assert "slope of log error" in run_main("show", str(out)).stdout
     # The on-disk comparison equals the in-memory dynsim.compare of the saved configuration.
     config = dynsim.load_config(out / "config.toml")
     expected = dynsim.compare(config)
@@ -142,7 +137,7 @@ def test_compare_writes_the_table_slope_and_figures(tmp_path):
 
 def test_ode_command_writes_the_overlay_and_a_figure(tmp_path):
     out = tmp_path / "ode"
-    result = dynsim_cli("ode", "--out", str(out), *TINY)
+    result = run_main("ode", "--out", str(out), *TINY)
     assert result.returncode == 0, result.stderr
     _assert_pngs(out / "figures", ["ode.png"])
     assert "rho_min" in result.stdout
@@ -172,7 +167,7 @@ def test_ode_command_writes_the_overlay_and_a_figure(tmp_path):
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
     out = tmp_path / "run"
-    result = dynsim_cli(*args, "--out", str(out))
+    result = run_main(*args, "--out", str(out))
     assert not out.exists()  # refused before anything is written
     assert result.returncode == 2
     assert message in result.stderr
@@ -181,15 +176,15 @@ def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
 
 @pytest.mark.parametrize("command", ["show", "plot"])
 def test_show_and_plot_refuse_what_is_not_a_run_directory(tmp_path, command):
-    result = dynsim_cli(command, str(tmp_path / "nothing"))
+    result = run_main(command, str(tmp_path / "nothing"))
     assert result.returncode == 2 and "not a dynsim run directory" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_run_directory_of_another_config_is_refused(tmp_path):
     out = tmp_path / "run"
-    assert dynsim_cli("sweep", "--width", "8", "--seeds", "1", "--out", str(out), "--quiet", *TINY).returncode == 0
-    result = dynsim_cli("sweep", "--width", "8", "--seeds", "2", "--out", str(out), *TINY)
+    assert run_main("sweep", "--width", "8", "--seeds", "1", "--out", str(out), "--quiet", *TINY).returncode == 0
+    result = run_main("sweep", "--width", "8", "--seeds", "2", "--out", str(out), *TINY)
     assert result.returncode == 2
     assert "holds a run of a different configuration (run.seeds: 1 -> 2)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -199,7 +194,7 @@ def test_gpu_request_without_gpu_exits_2(tmp_path):
     import jax
 
     has_gpu = any(d.platform == "gpu" for d in jax.devices()) or jax.default_backend() == "gpu"
-    result = dynsim_cli("sweep", "--out", str(tmp_path), "--device", "gpu", "--width", "8", "--seeds", "1", *TINY)
+    result = run_main("sweep", "--out", str(tmp_path), "--device", "gpu", "--width", "8", "--seeds", "1", *TINY)
     if has_gpu:
         assert result.returncode == 0, result.stderr
     else:
@@ -210,5 +205,5 @@ def test_gpu_request_without_gpu_exits_2(tmp_path):
 
 @pytest.mark.parametrize("command", ["sweep", "compare", "ode", "plot", "show", "reproduce"])
 def test_every_command_has_help_with_examples(command):
-    result = dynsim_cli(command, "--help")
+    result = run_main(command, "--help")
     assert result.returncode == 0 and "Example" in result.stdout and "dynsim " + command in result.stdout

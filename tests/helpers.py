@@ -1,0 +1,38 @@
+"""Helpers shared by test modules (tests/ is on the path: pytest puts conftest.py's folder there)."""
+
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def kill_when_parts_are_done(args, out, parts: int, timeout: float = 240) -> int:
+    """Start ``python -m dynsim *args --out out``, SIGKILL it once ``parts`` parts are done (or it ends,
+    or ``timeout`` passes), and return how many parts were done."""
+    process = subprocess.Popen([sys.executable, "-m", "dynsim", *args, "--out", str(out)])
+    deadline = time.time() + timeout
+    while len(list((out / "parts").glob("*.done"))) < parts and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return len(list((out / "parts").glob("*.done")))
+
+
+def run_main(*args) -> subprocess.CompletedProcess:
+    """``dynsim *args`` run by the console script's entry point in this process (no interpreter to
+    start, programs already compiled are reused): its exit status and what it printed."""
+    from dynsim.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["dynsim", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
