@@ -74,7 +74,8 @@ def first_divergence(diverged_at: np.ndarray, records, steps: np.ndarray) -> np.
     return np.where(first == never, -1, first)
 
 
-def _all_finite(tree) -> jax.Array:
+def all_finite(tree) -> jax.Array:
+    """Whether every floating-point entry of a pytree is finite (a scalar bool)."""
     leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
     return functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
 
@@ -85,7 +86,7 @@ class _Carry(NamedTuple):
     diverged_at: jax.Array  # first step after which the state was non-finite, -1 if none
 
 
-def scan_run(state, step_fn, observe_fn, num_steps: int, every: int):
+def scan_run(state, step_fn, observe_fn, num_steps: int, every: int, finite_fn=all_finite):
     """Run ``step_fn`` ``num_steps`` times inside ``lax.scan``, observing on :func:`record_steps`.
 
     Args:
@@ -93,6 +94,9 @@ def scan_run(state, step_fn, observe_fn, num_steps: int, every: int):
         step_fn: ``(state, step) -> state``, ``step`` the 0-based index of the step taken.
         observe_fn: ``(state, step) -> record pytree``, ``step`` the number of steps done.
         num_steps, every: static step counts.
+        finite_fn: ``state -> bool``, whether a new state is finite; by default every entry is
+            read (:func:`all_finite`). A step that changes a few entries of a large state may
+            check only those, the rest being finite already.
 
     Returns:
         ``(records, diverged_at)``: records stacked along a leading time axis, and the
@@ -102,7 +106,7 @@ def scan_run(state, step_fn, observe_fn, num_steps: int, every: int):
     def one_step(carry, _):
         new_state = step_fn(carry.state, carry.step)
         step = carry.step + 1
-        fresh = (carry.diverged_at < 0) & ~_all_finite(new_state)
+        fresh = (carry.diverged_at < 0) & ~finite_fn(new_state)
         return _Carry(new_state, step, jnp.where(fresh, step, carry.diverged_at)), None
 
     def advance(carry, steps):

@@ -6,7 +6,10 @@ encoder, Φ = ΨV). A step of ``sgd`` draws B positive pairs (edges drawn with p
 w_{xx'}), embeds both views, z_i = f(x_i), z_i^+ = f(x_i^+), and descends the estimator
 :math:`\hat L = -\frac{2}{B}\sum_i z_i^T z_i^+ + \frac{1}{B(B-1)}\sum_{i\ne j}(z_i^T z_j^+)^2`
 (:func:`dynsim.losses.spectral`, unbiased for the population loss); a step of ``gd`` descends
-:math:`L(Φ) = -2\,\mathrm{tr}(Φ^TWΦ) + \|Φ^TDΦ\|_F^2` itself. Both go through optax. Every record
+:math:`L(Φ) = -2\,\mathrm{tr}(Φ^TWΦ) + \|Φ^TDΦ\|_F^2` itself. Both go through optax, but for one
+case: plain SGD on the tabular encoder touches only the 2B rows of its pairs, and updates only
+those (:func:`make_sparse_step`): the same arithmetic as the dense optax update, without forming
+the N × k gradient, which bounds the dense step at large N (docs/performance.md). Every record
 observes Φ with :func:`dynsim.spectral.observables.observe`, so finite runs and the exact flow
 report the same quantities.
 """
@@ -95,6 +98,35 @@ def make_loss(plan: Plan, inputs: Inputs, step_key: jax.Array):
     return minibatch
 
 
+def sparse(plan: Plan) -> bool:
+    """Whether a run takes :func:`make_sparse_step`: plain SGD on minibatches of the tabular encoder."""
+    return plan.method == "sgd" and plan.optimizer == "sgd" and plan.encoder == "tabular"
+
+
+def make_sparse_step(plan: Plan, step_key: jax.Array):
+    r"""``step_fn(state, step)`` for state ``(Φ, rows)``: plain SGD on the rows of step ``step``'s pairs,
+    :math:`Φ_{x_i} \leftarrow Φ_{x_i} - η\,\partial\hat L/\partial z_i` and likewise for
+    :math:`x_i^+` (contributions to a row drawn twice add up, as in the dense gradient); ``rows``
+    holds the 2B rows it changed, which are all that :func:`touched_rows_finite` needs to read."""
+    sample = pair_sampler(plan.graph)
+    gradient = jax.grad(lambda z, z_plus: spectral(z @ z_plus.T, None, 1.0), argnums=(0, 1))
+
+    def step_fn(state, step):
+        phi, _ = state
+        x, x_plus = sample(jax.random.fold_in(step_key, step), plan.batch)
+        dz, dz_plus = gradient(phi[x], phi[x_plus])
+        phi = phi.at[x].add(-plan.lr * dz).at[x_plus].add(-plan.lr * dz_plus)
+        return phi, jnp.concatenate([x, x_plus])
+
+    return step_fn
+
+
+def touched_rows_finite(state) -> jax.Array:
+    """Whether the rows the last sparse step changed are finite (the others were already)."""
+    phi, rows = state
+    return jnp.all(jnp.isfinite(phi[rows]))
+
+
 def make_step(plan: Plan, inputs: Inputs, step_key: jax.Array):
     """``step_fn(state, step)`` for state ``(params, opt_state)``: one optimizer step on :func:`make_loss`."""
     loss, opt = make_loss(plan, inputs, step_key), optimizer(plan)
@@ -112,10 +144,13 @@ def simulate_seed(key: jax.Array, inputs: Inputs, plan: Plan):
     """One seed's run: the observables of every record, and the divergence step (``scan_run``)."""
     init_key, step_key = split_seed_key(key)
     params = initial_params(init_key, plan)
-    return scan_run(
-        (params, optimizer(plan).init(params)),
-        make_step(plan, inputs, step_key),
-        lambda state, step: observe(embedding(state[0], inputs.features), inputs.arrays),
-        plan.steps,
-        plan.record_every,
-    )
+
+    def observe_fn(state, step):
+        return observe(embedding(state[0], inputs.features), inputs.arrays)
+
+    if sparse(plan):
+        state = (params, jnp.zeros(2 * plan.batch, jnp.int32))
+        step_fn, finite_fn = make_sparse_step(plan, step_key), touched_rows_finite
+        return scan_run(state, step_fn, observe_fn, plan.steps, plan.record_every, finite_fn)
+    state = (params, optimizer(plan).init(params))
+    return scan_run(state, make_step(plan, inputs, step_key), observe_fn, plan.steps, plan.record_every)

@@ -69,17 +69,22 @@ def riccati(
     Returns:
         (N, k) F(t).
     """
+    return U @ _advance(gammas, U.T @ F0, t)
+
+
+def _advance(gammas: Float[Array, " N"], coefficients: Float[Array, "N k"], t) -> Float[Array, "N k"]:
+    """:func:`riccati` in the eigenbasis (F = U · coefficients), over F-space time ``t``."""
     steps = jnp.maximum(1, jnp.ceil(t * jnp.max(jnp.abs(gammas)))).astype(jnp.int32)
     dt = t / steps
     decay = jnp.exp(4 * gammas * dt)
     growth = jnp.where(gammas == 0, 8 * dt, jnp.expm1(8 * gammas * dt) / jnp.where(gammas == 0, 1.0, gammas))
-    eye = jnp.eye(F0.shape[1], dtype=F0.dtype)
+    eye = jnp.eye(coefficients.shape[1], dtype=coefficients.dtype)
 
-    def step(_, coefficients):  # F = U · coefficients
+    def step(_, coefficients):
         K = eye + coefficients.T @ (growth[:, None] * coefficients)
         return (decay[:, None] * coefficients) @ _inverse_sqrt(K)
 
-    return U @ jax.lax.fori_loop(0, steps, step, U.T @ F0)
+    return jax.lax.fori_loop(0, steps, step, coefficients)
 
 
 def tabular_field(t, phi: Float[Array, "N k"], args) -> Float[Array, "N k"]:
@@ -118,9 +123,18 @@ def linear_field(t, V: Float[Array, "d k"], args) -> Float[Array, "d k"]:
 
 @jax.jit
 def _closed_tabular(gammas, U, phi0, ts):
-    # On a regular graph W = Ā/N and D = I/N, so F = Φ/√N runs the F-flow at time t/N.
-    root = math.sqrt(phi0.shape[0])
-    return jax.vmap(lambda t: root * riccati(gammas, U, phi0 / root, t / phi0.shape[0]))(ts)
+    # On a regular graph W = Ā/N and D = I/N, so F = Φ/√N runs the F-flow at time t/N. Π is a
+    # semigroup: each save time is reached from the previous one, in the eigenbasis, and the
+    # states go back to the nodes once, at the end.
+    nodes = phi0.shape[0]
+    intervals = jnp.diff(ts, prepend=jnp.zeros((1,), ts.dtype)) / nodes
+
+    def advance(coefficients, dt):
+        coefficients = _advance(gammas, coefficients, dt)
+        return coefficients, coefficients
+
+    coefficients = jax.lax.scan(advance, U.T @ (phi0 / math.sqrt(nodes)), intervals)[1]
+    return math.sqrt(nodes) * jnp.einsum("ij,tjk->tik", U, coefficients)
 
 
 def _is_regular(graph: Graph) -> bool:

@@ -7,13 +7,17 @@ The tabular encoder trains Φ, and on this regular graph (D = I/N) its flow is t
 spec slowed down N times: rates divide by N, times multiply by N.
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dynsim import spectral
 from dynsim.engine.compare import compare_runs
-from dynsim.spectral import SYSTEM
+from dynsim.engine.runner import scan_run
+from dynsim.spectral import SYSTEM, finite
 from dynsim.spectral.config import load_config
+from dynsim.spectral.dynamics import plan_of
 from dynsim.spectral.figures import predicted_exits
 from dynsim.spectral.system import plateau_exits
 
@@ -152,3 +156,32 @@ def test_the_spectral_optimum_does_not_depend_on_the_batch_size(sgd_runs):
     for batch in (16, 64):
         offsets = [_stationary(sgd_runs[lr, batch].eig)[0] - GAMMAS[0] for lr in (0.5, 0.25)]
         assert offsets[0] > 0 and offsets[1] / offsets[0] == pytest.approx(0.5, abs=0.2), offsets
+
+
+def test_the_sparse_sgd_step_is_the_dense_optax_step_and_finds_divergence_at_the_same_step():
+    # Plain SGD on the tabular encoder updates only the 2B rows its pairs touch and checks only those for
+    # NaN/Inf; the dense path differentiates L-hat with respect to all of Phi and applies optax.sgd.
+    config = _config(train={"lr": 30.0, "duration": 30.0 * 40}, run={"record_every": 30.0 * 40})
+    plan = plan_of(config)
+    key = jax.random.PRNGKey(7)
+    phi = finite.initial_params(key, plan)
+    dense_step = finite.make_step(plan, finite.Inputs(None, None), key)
+    sparse_step = finite.make_sparse_step(plan, key)
+    dense, rows = (phi, finite.optimizer(plan).init(phi)), (phi, jnp.zeros(2 * plan.batch, jnp.int32))
+    for step in range(5):
+        dense, rows = dense_step(dense, step), sparse_step(rows, step)
+    np.testing.assert_allclose(rows[0], dense[0], rtol=1e-12, atol=1e-14)
+
+    def norm(state, step):
+        return jnp.sum(state[0] ** 2)
+
+    _, dense_at = scan_run((phi, finite.optimizer(plan).init(phi)), dense_step, norm, plan.steps, plan.steps)
+    _, sparse_at = scan_run(
+        (phi, jnp.zeros(2 * plan.batch, jnp.int32)),
+        sparse_step,
+        norm,
+        plan.steps,
+        plan.steps,
+        finite.touched_rows_finite,
+    )
+    assert int(dense_at) > 0 and int(sparse_at) == int(dense_at)  # lr 30 diverges, at the same step on both paths
