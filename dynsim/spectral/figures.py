@@ -18,7 +18,19 @@ import numpy as np
 import xarray as xr
 from matplotlib.lines import Line2D
 
-from ..engine.figures import LIMIT_STYLE, MARK_STYLE, TIME_LABEL, coordinate_trajectories, error_axes, save
+from ..engine.figures import (
+    LIMIT_STYLE,
+    MARK_STYLE,
+    TIME_LABEL,
+    axis_colors,
+    axis_values,
+    coordinate_trajectories,
+    error_axes,
+    legend_handles,
+    plot_limit,
+    plot_points,
+    save,
+)
 from .config import SpectralConfig
 from .graph import eigensystem
 
@@ -46,13 +58,51 @@ def predicted_exits(config: SpectralConfig) -> np.ndarray:
     return nodes * np.log(gammas / s0) / (8 * gammas)
 
 
+# The probe bounds of dynsim.spectral.graph.probe_bounds drawn beside each probe error (spec §3).
+PROBE_BOUNDS = {
+    "probe_aug": {
+        "bound_aug_cut": r"$2\phi^{\hat y}/\lambda_{k+1}+\alpha$ [D]",
+        "bound_aug": r"$4\alpha/\lambda_{k+1}+\alpha$ [D]",
+    },
+    "probe_ens": {"bound_ens": r"$8\alpha/\lambda_{k+1}+2\alpha$ [D]"},
+}
+
+
 def figures(ds: xr.Dataset, figures_dir: Path) -> list[Path]:
     """The spectral figures beyond ``metrics.png``: ``eigenvalues.png`` (the eigenvalues of FᵀF,
-    which tend to γ_1..γ_k) and ``mass.png`` (the mass of F along each leading eigenvector u_i)."""
+    which tend to γ_1..γ_k), ``mass.png`` (the mass of F along each leading eigenvector u_i) and
+    ``probe.png`` (the probe errors beside their bounds and α*)."""
     return [
         coordinate_trajectories(ds, "eig", r"eigenvalue of $F^TF$", figures_dir / "eigenvalues.png"),
         coordinate_trajectories(ds, "mass", r"$s_i = \|F^T u_i\|^2$", figures_dir / "mass.png"),
+        probe_trajectories(ds, figures_dir / "probe.png"),
     ]
+
+
+def probe_trajectories(ds: xr.Dataset, path: Path) -> Path:
+    """The least-squares probe's augmented and ensembled errors against time, per point of the axis
+    (seed mean and min..max band) and for the flow (dashed), beside the run's provable bounds at its
+    k (the dataset's attributes, horizontal lines; absent when k = N) and the Bayes error α*."""
+    colors = axis_colors(axis_values(ds))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
+    for ax, (name, bounds) in zip(axes, PROBE_BOUNDS.items(), strict=True):
+        plot_points(ax, ds[name], colors)
+        if f"flow_{name}" in ds:
+            plot_limit(ax, ds[f"flow_{name}"])
+        for (bound, label), style in zip(bounds.items(), ("--", ":"), strict=False):
+            if bound in ds.attrs:
+                ax.axhline(ds.attrs[bound], color="tab:red", linestyle=style, label=f"bound {label}")
+        if "alpha" in ds.attrs:
+            ax.axhline(ds.attrs["alpha"], color="black", linewidth=1, label=r"$\alpha^*$ (Bayes error)")
+        ax.set(title=METRIC_PANELS[name][0], xlabel=TIME_LABEL, ylabel="error")
+        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(
+            handles=[*legend_handles(ds, colors, f"flow_{name}" in ds), *ax.get_legend_handles_labels()[0]], fontsize=8
+        )
+    fig.suptitle(f"Linear probe against its bounds — {ds.attrs.get('title', '')}")
+    return save(fig, path)
 
 
 def _seeds_and_flow(ax, ds: xr.Dataset, name: str, color: str = "tab:blue") -> None:

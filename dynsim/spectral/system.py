@@ -22,7 +22,7 @@ from ..engine.tables import Report
 from .config import SpectralConfig
 from .dynamics import COORDINATE_DIMS, simulate, solve
 from .figures import METRIC_PANELS, figures, predicted_exits
-from .graph import eigensystem
+from .graph import eigensystem, probe_bounds
 from .reproduce import reproduce_spectral
 
 SUMMARY_METRICS = ("gap", "sine", "probe_aug", "probe_ens", "loss")
@@ -97,20 +97,19 @@ def plateau_exits(config: SpectralConfig, times, values) -> dict:
 
 
 def attrs(config: SpectralConfig) -> dict:
-    """Dataset attributes: the top eigenvalues γ, L*, the predicted plateau exits (the figures'
-    marks, where the stepwise prediction applies) and a title."""
-    gammas = eigensystem(config.graph_object)[0]
+    """Dataset attributes: the top eigenvalues γ, L*, the probe bounds at k and α*
+    (:func:`dynsim.spectral.graph.probe_bounds`; none at k = N), the predicted plateau exits (the
+    figures' marks, where the stepwise prediction applies) and a title."""
+    graph, k = config.graph_object, config.encoder.k
+    gammas = eigensystem(graph)[0]
+    bounds = probe_bounds(graph, k) if k < graph.num_nodes else {}
     exits = predicted_exits(config)
     title = (
-        f"{config.graph.family} graph, N = {gammas.size}, k = {config.encoder.k}, {config.encoder.kind} encoder, "
-        f"{config.train.method}"
+        f"{config.graph.family} graph, N = {gammas.size}, k = {k}, {config.encoder.kind} encoder, {config.train.method}"
     )
     marks = {"marks": exits, "marks_label": "predicted plateau exit"} if exits.size else {}
-    return (
-        {"gammas": gammas[: config.encoder.k], "minimum": -float(np.sum(gammas[: config.encoder.k] ** 2))}
-        | marks
-        | {"title": title}
-    )
+    spectrum = {"gammas": gammas[:k], "minimum": -float(np.sum(gammas[:k] ** 2))}
+    return spectrum | bounds | marks | {"title": title}
 
 
 def reproduce(out, quick: bool, sweep) -> Report:

@@ -30,11 +30,13 @@ def test_sweep_with_the_flow_writes_a_run_that_loads_back_shows_and_plots(tmp_pa
     assert "probe_ens" in result.stdout and "0 (exact flow)" in result.stdout and "t_exit_1" in result.stdout
     for name in ("config.toml", "flow.nc", "summary.csv", "exits.csv", "dataset.nc"):
         assert (out / name).is_file(), name
-    for name in ("metrics.png", "eigenvalues.png", "mass.png"):
+    for name in ("metrics.png", "eigenvalues.png", "mass.png", "probe.png"):
         assert (out / "figures" / name).is_file(), name
     config = dynsim.load_config(out / "config.toml")
     assert config.system == "spectral" and config.run.values == (1.0, 0.5)
     dataset = dynsim.load(out)
+    bounds = dynsim.spectral.probe_bounds(config.graph_object, 3)
+    assert dataset.attrs["bound_ens"] == bounds["bound_ens"] and dataset.attrs["alpha"] == pytest.approx(0.05)
     assert dict(dataset.sizes) == {"lr": 2, "seed": 2, "time": 3, "component": 3, "mode": 8}
     again = spectral.simulate(with_overrides(config, {"train": {"lr": 0.5}}))
     np.testing.assert_allclose(dataset.eig.sel(lr=0.5).values, again.eig, rtol=1e-12)
