@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from .config import ConfigError
-from .results import FLOOR_PREFIX, Record, as_record, config_of, record_from
+from .results import FLOOR_PREFIX, Record, as_record, config_of, has_limit, record_from
 from .sweep import check_runs, floor_run
 from .system import Axis, System
 
@@ -173,7 +173,7 @@ def comparison_of_dataset(dataset, system: System) -> Comparison:
 
 def has_comparison(dataset, system: System) -> bool:
     """Whether a loaded run holds a comparison: the limit, and the floor where the system has one."""
-    first = next(iter(system.coordinates))
     run = floor_run(system, config_of(dataset, system))
     enough = dataset.sizes[dataset.attrs["axis"]] >= 2 and dataset.sizes["seed"] >= 2
-    return enough and f"{system.limit_name}_{first}" in dataset and (run is None or FLOOR_PREFIX + first in dataset)
+    floor_present = run is None or FLOOR_PREFIX + next(iter(system.coordinates)) in dataset
+    return enough and has_limit(dataset, system) and floor_present

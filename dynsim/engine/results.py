@@ -317,6 +317,11 @@ def _event_summary(times: dict[str, np.ndarray]) -> dict:
     return row
 
 
+def has_limit(dataset: xr.Dataset, system: System) -> bool:
+    """Whether a loaded run holds the system's limit."""
+    return f"{system.limit_name}_{next(iter(system.coordinates))}" in dataset
+
+
 def _finished(final: xr.Dataset, system: System, prefix: str = "") -> np.ndarray:
     """Which seeds of a final-time selection hold a record (an interrupted run may lack some)."""
     first = next(iter(system.coordinates))
@@ -349,7 +354,7 @@ def final_summary(dataset: xr.Dataset, system: System) -> list[dict]:
         times = _event_times(dataset, per_point, system)
         rows.append(row | _event_summary({name: values[finished] for name, values in times.items()}))
     prefix = f"{system.limit_name}_"
-    if prefix + next(iter(system.coordinates)) in dataset:
+    if has_limit(dataset, system):
         final = dataset.isel(time=-1)
         seeded = "seed" in final[prefix + next(iter(system.coordinates))].dims
         finished = _finished(final, system, prefix) if seeded else np.array([True])
@@ -373,7 +378,7 @@ def event_rows(dataset: xr.Dataset, system: System) -> list[dict]:
             row = {axis: value.item(), "seed": int(per_point.seed.values[i])}
             rows.append(row | {name: float(values[i]) for name, values in times.items()})
     prefix = f"{system.limit_name}_"
-    if prefix + next(iter(system.coordinates)) in dataset:
+    if has_limit(dataset, system):
         times = _event_times(dataset, dataset, system, prefix)
         seeds = dataset.seed.values if np.ndim(next(iter(times.values()), 0)) else [""]
         for i, seed in enumerate(seeds):

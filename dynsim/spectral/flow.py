@@ -197,6 +197,8 @@ def flow(
     if method == "closed" and not closed:
         why = "the linear encoder" if encoder == "linear" else "a graph whose degrees are not all equal"
         raise ConfigError(f"method = 'closed' is invalid: the Riccati closed form does not apply to {why}")
+    if not isinstance(ts, jax.core.Tracer) and (np.any(np.diff(ts) < 0) or np.min(ts) < 0):
+        raise ConfigError(f"ts = {np.asarray(ts).tolist()} is invalid: save times must be non-decreasing and >= 0")
     ts = jnp.asarray(ts)
     if closed and method != "diffrax":
         gammas, U = eigensystem(graph)

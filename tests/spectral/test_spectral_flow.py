@@ -231,6 +231,10 @@ def test_flow_refuses_what_does_not_apply(tmp_path):
     for graph, options, message in cases:
         with pytest.raises(ConfigError, match=message):
             spectral_flow.flow(graph, phi, ts, **options)
+    # The closed form reaches each save time from the one before: out of order, it would be silently wrong.
+    for bad in ([0.0, 400.0, 50.0], [-1.0, 2.0]):
+        with pytest.raises(ConfigError, match="non-decreasing and >= 0"):
+            spectral_flow.flow(regular, phi, jnp.asarray(bad))
 
 
 def test_failed_solve_raises(tmp_path, monkeypatch):
