@@ -4,7 +4,24 @@ from pathlib import Path
 import jax
 import pytest
 
+from dynsim.engine.runner import _sharded
+
 jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_programs():
+    """Drop the compiled programs of a test module once it is done.
+
+    Every XLA executable on the CPU keeps a few memory mappings of its own; one process that
+    compiles the whole suite's programs passes Linux's limit of 65530 mappings per process
+    (vm.max_map_count) and then crashes inside a compile (a segmentation fault, measured at about
+    43 000 mappings ten minutes into the suite and rising). Clearing JAX's caches, and dynsim's
+    cache of sharded programs, between modules releases them.
+    """
+    yield
+    _sharded.cache_clear()
+    jax.clear_caches()
 
 
 @pytest.fixture

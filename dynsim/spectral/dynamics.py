@@ -204,8 +204,8 @@ def solve(config: SpectralConfig | dict | str | None = None, seeds: int | None =
         >>> from dynsim import spectral
         >>> config = {"system": "spectral", "encoder": {"init_scale": 0.01}, "train": {"duration": 400.0}}
         >>> exact = spectral.solve(config, seeds=1)
-        >>> round(float(exact.metrics["gap"][0, -1]), 6), round(float(exact.metrics["sine"][0, -1]), 3)
-        (0.0, 0.0)
+        >>> bool(abs(exact.metrics["gap"][0, -1]) < 1e-9), bool(exact.metrics["sine"][0, -1] < 1e-3)
+        (True, True)
     """
     config = load_config(config)
     if config.train.optimizer != "sgd":
