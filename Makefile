@@ -17,11 +17,15 @@ $(STAMP): pyproject.toml
 run: install  ## the main job: finite-width sweep of the built-in default config with the infinite-width overlay
 	$(VENV)/bin/dynsim sweep --ode
 
+# The suite runs in up to four worker processes (pytest-xdist): most of its time is compiling,
+# which is single-threaded, so two workers on two cores take about three quarters of one.
+PYTEST := $(PYTHON) -m pytest -q --numprocesses=auto --maxprocesses=4
+
 test: install  ## the default test suite (slow tests excluded)
-	$(PYTHON) -m pytest -q
+	$(PYTEST)
 
 test-all: install  ## every test, the slow ones included
-	$(PYTHON) -m pytest -q -m 'slow or not slow'
+	$(PYTEST) -m 'slow or not slow'
 
 $(BENCH_STAMP): $(STAMP)
 	$(PYTHON) -m pip install --quiet -e '.[dev,bench]' || echo "PyTorch could not be installed: make bench skips its column"

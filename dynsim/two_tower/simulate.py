@@ -11,6 +11,7 @@ from . import gram as _gram
 from . import param as _param
 from .config import Config, check_backend, load_config
 from .finite import observe_seed, plan_and_inputs
+from .observables import METRICS
 from .trajectory import Trajectory
 
 _BACKENDS = {"param": _param, "gram": _gram}
@@ -108,4 +109,5 @@ def simulate(
             hint="lower train.lr or the stage temperatures",
         )
         coords, values = map_seeds(observe_seed, (keys, records), inputs, plan, devices)
-    return Trajectory(times=steps * config.train.lr, **coords, metrics=values, width=width)
+    metrics = {name: values[name] for name in METRICS}  # jax returns a dict's keys sorted
+    return Trajectory(times=steps * config.train.lr, **coords, metrics=metrics, width=width)
