@@ -51,7 +51,7 @@ import torch_spectral_peer as peer
 from _common import markdown_table, ratio_text, summary, timed, write_record
 from scipy.integrate import solve_ivp
 
-from dynsim.engine.infinite import integrate, resolve_solver
+from dynsim.engine.integrate import integrate, resolve_solver
 from dynsim.engine.runner import all_finite, scan_run
 from dynsim.losses import spectral
 from dynsim.spectral.finite import (

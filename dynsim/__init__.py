@@ -2,25 +2,56 @@
 
 One engine (``dynsim.engine``: sweeps, run directories, comparison, figures) drives several
 systems (``dynsim.registry.SYSTEMS``). The flat names below are the two-tower system's (seed
-001), as they have always been, and the engine's shared ones.
+001), as they have always been, and the engine's shared ones. Each is imported on first use,
+so that ``import dynsim`` and ``dynsim.ode.solve`` load neither xarray, nor SciPy's statistics,
+nor matplotlib.
+
+Importing dynsim turns on JAX's persistent compilation cache (:mod:`dynsim.engine.cache`:
+where it lives, ``DYNSIM_CACHE_DIR``, ``DYNSIM_CACHE=off``).
 """
 
-from . import ode as ode
-from .engine.compare import Comparison as Comparison
-from .engine.config import ConfigError as ConfigError
-from .engine.results import RunMismatch as RunMismatch
-from .engine.runner import DeviceUnavailable as DeviceUnavailable
-from .engine.runner import SimulationDiverged as SimulationDiverged
-from .registry import SYSTEMS as SYSTEMS
-from .registry import load as load
-from .registry import load_config as load_config
-from .two_tower.compare import compare as compare
-from .two_tower.config import Config as Config
-from .two_tower.config import DataConfig as DataConfig
-from .two_tower.config import LossConfig as LossConfig
-from .two_tower.config import RunConfig as RunConfig
-from .two_tower.config import TrainConfig as TrainConfig
-from .two_tower.phase import phase_diagram as phase_diagram
-from .two_tower.simulate import simulate as simulate
-from .two_tower.stages import stage_times as stage_times
-from .two_tower.trajectory import Trajectory as Trajectory
+import importlib
+import warnings
+
+from .engine import cache as _cache
+
+try:
+    _cache.enable()
+except _cache.ConfigError as _error:
+    warnings.warn(f"{_error}; dynsim runs without the compilation cache", stacklevel=2)
+
+# name -> (module, attribute); attribute None: the module itself.
+_LAZY = {
+    "ode": ("dynsim.ode", None),
+    "Comparison": ("dynsim.engine.compare", "Comparison"),
+    "ConfigError": ("dynsim.engine.config", "ConfigError"),
+    "RunMismatch": ("dynsim.engine.results", "RunMismatch"),
+    "DeviceUnavailable": ("dynsim.engine.runner", "DeviceUnavailable"),
+    "SimulationDiverged": ("dynsim.engine.runner", "SimulationDiverged"),
+    "SYSTEMS": ("dynsim.registry", "SYSTEMS"),
+    "load": ("dynsim.registry", "load"),
+    "load_config": ("dynsim.registry", "load_config"),
+    "compare": ("dynsim.two_tower.compare", "compare"),
+    "Config": ("dynsim.two_tower.config", "Config"),
+    "DataConfig": ("dynsim.two_tower.config", "DataConfig"),
+    "LossConfig": ("dynsim.two_tower.config", "LossConfig"),
+    "RunConfig": ("dynsim.two_tower.config", "RunConfig"),
+    "TrainConfig": ("dynsim.two_tower.config", "TrainConfig"),
+    "phase_diagram": ("dynsim.two_tower.phase", "phase_diagram"),
+    "simulate": ("dynsim.two_tower.simulate", "simulate"),
+    "stage_times": ("dynsim.two_tower.stages", "stage_times"),
+    "Trajectory": ("dynsim.two_tower.trajectory", "Trajectory"),
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'dynsim' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attribute is None else getattr(value, attribute)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

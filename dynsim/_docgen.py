@@ -133,6 +133,9 @@ def cli_reference() -> str:
     lines = ["# Command-line reference", "", _NOTICE, "", _prose(group.help), ""]
     lines += [" ".join(_prose(cli.__doc__).split("\n\n", 1)[1].split()), ""]
     lines += [f"- [`dynsim {name}`](#dynsim-{name})" for name in group.list_commands(root)]
+    options = [param for param in group.params if param.name != "help"]
+    lines += ["", "Options of `dynsim` itself, given before the command (`dynsim --cache-dir DIR sweep ...`):", ""]
+    lines += ["| option | default | help |", "|---|---|---|", *(_option_row(param, root) for param in options)]
     for name in group.list_commands(root):
         command = group.get_command(root, name)
         ctx = command.context_class(command, info_name=name, parent=root)

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import registry
+from .engine import cache
 from .engine.compare import CONFIDENCE, check_comparable, comparison_of_dataset, has_comparison
 from .engine.config import ConfigError, parse_assignment, with_overrides
 from .engine.figures import draw, metric_trajectories
@@ -154,8 +155,19 @@ def _finish(system: System, dataset, run_dir: Path, quiet: bool, comparison=None
 
 
 @app.callback()
-def _group():
+def _group(
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Compiled programs' cache (default: $DYNSIM_CACHE_DIR, else ~/.cache/dynsim/jax-<version>; "
+            "DYNSIM_CACHE=off turns it off). Created with mode 0700.",
+        ),
+    ] = None,
+):
     """dynsim: training dynamics of models from ML theory, at finite size and in their exact limits."""
+    if cache_dir is not None:
+        cache.enable(cache_dir)
 
 
 @app.command()

@@ -18,8 +18,8 @@ import xarray as xr
 from .engine.config import ConfigError, SystemConfig, build_config, read_toml
 from .engine.results import load_run
 from .engine.system import System
-from .spectral import SYSTEM as SPECTRAL
-from .two_tower import SYSTEM as TWO_TOWER
+from .spectral.system import SYSTEM as SPECTRAL
+from .two_tower.system import SYSTEM as TWO_TOWER
 
 SYSTEMS: dict[str, System] = {system.name: system for system in (TWO_TOWER, SPECTRAL)}
 DEFAULT = TWO_TOWER.name

@@ -1,10 +1,16 @@
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 import jax
 import pytest
 
-from dynsim.engine.runner import _sharded
+# One compile cache for the whole suite, its xdist workers and the processes its tests start (they
+# inherit the variable), apart from the user's own: a program one of them compiled, the others load.
+os.environ.setdefault("DYNSIM_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"dynsim-tests-{os.getuid()}"))
+
+from dynsim.engine.runner import _sharded  # noqa: E402 (imports dynsim, which reads DYNSIM_CACHE_DIR)
 
 jax.config.update("jax_enable_x64", True)
 

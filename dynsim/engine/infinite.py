@@ -1,22 +1,17 @@
-"""Generic machinery for infinite-width limits: one adaptive diffrax solve of a vector field.
+"""What every system's limit shares without loading its solver: the solver names, the outcome of
+one solve and the error a failed solve raises.
 
-Nothing here knows which system it integrates: a system supplies ``field(t, y, args)``, an
-initial state, its arguments and the times where the field jumps (temperature stage
-boundaries). The solve never steps across a jump: the step-size controller is told the
-jump times (``diffrax.ClipStepSizeController(jump_ts=...)``), so a step ends just before
-each one and the next starts just after it. Errors are returned, not raised, so that the
-solve can run under ``vmap``; the caller checks ``succeeded``.
+The diffrax integration itself is :mod:`dynsim.engine.integrate`, imported only when a program
+has to be traced (not when :mod:`dynsim.engine.exported` runs one from the cache), so that a solve
+in a new process need not import diffrax.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
-import diffrax
-import equinox.internal as eqxi
-import jax
-import jax.numpy as jnp
+SOLVER_NAMES = ("tsit5", "dopri5", "dopri8", "kvaerno5")
+DEFAULT_SOLVER = "tsit5"
 
 
 class SolverError(RuntimeError):
@@ -25,55 +20,6 @@ class SolverError(RuntimeError):
     def __init__(self, message: str, *, time: float, index: int | None = None):
         self.time, self.index = time, index
         super().__init__(message)
-
-
-class _UnrolledStages:
-    """Mixin for a diffrax explicit Runge–Kutta solver whose tableau is first-same-as-last:
-    its step with the stages written out one after another instead of diffrax's loop over them.
-
-    On CPU the loop's per-stage bookkeeping (tableau row lookup, a matvec against the stage
-    buffer, a dynamic update) costs about as much as a small vector field; unrolled, each
-    stage's combination ``y0 + sum_j a_ij k_j`` fuses into the field's kernels. Same tableau,
-    error estimate, dense output and solver state as the diffrax step, for an array state;
-    only the order of the floating-point sums differs.
-    """
-
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        tableau = self.tableau
-        assert tableau.fsal and tableau.ssal and not tableau.implicit
-        first_step, f0 = solver_state
-        # f(t0, y0) is the previous step's last stage, except on the first step and after a jump.
-        # unvmap_any keeps this a branch under vmap instead of evaluating the field every step.
-        fresh = eqxi.unvmap_any(first_step | made_jump)
-        f0 = jax.lax.cond(fresh, lambda: terms.vf(t0, y0, args), lambda: f0)
-        control = terms.contr(t0, t1)
-        ks = [terms.prod(f0, control)]
-        for a_i, c_i in zip(tableau.a_lower, tableau.c, strict=True):
-            t_i = t1 if c_i == 1 else t0 + c_i * (t1 - t0)
-            y_i = y0 + sum(a * k for a, k in zip(a_i, ks, strict=True) if a != 0)
-            f_i = terms.vf(t_i, y_i, args)
-            ks.append(terms.prod(f_i, control))
-        y_error = sum(b * k for b, k in zip(tableau.b_error, ks, strict=True) if b != 0)
-        dense_info = {"y0": y0, "y1": y_i, "k": jnp.stack(ks)}  # ssal: the last stage is y1
-        return y_i, y_error, dense_info, (False, f_i), diffrax.RESULTS.successful
-
-
-class Tsit5(_UnrolledStages, diffrax.Tsit5):
-    """diffrax's Tsit5 with its 7 stages unrolled (10% off the default solve on CPU)."""
-
-
-class Dopri5(_UnrolledStages, diffrax.Dopri5):
-    """diffrax's Dopri5 with its 7 stages unrolled."""
-
-
-# Dopri8 stays diffrax's own: unrolled, its 13-stage step measured slower.
-SOLVERS = {
-    "tsit5": Tsit5,
-    "dopri5": Dopri5,
-    "dopri8": diffrax.Dopri8,
-    "kvaerno5": diffrax.Kvaerno5,
-}
-DEFAULT_SOLVER = "tsit5"
 
 
 class Integration(NamedTuple):
@@ -90,64 +36,8 @@ class Integration(NamedTuple):
     time_reached: object
 
 
-def resolve_solver(solver) -> diffrax.AbstractSolver:
-    """A diffrax solver from ``None`` (Tsit5), a name in :data:`SOLVERS`, or a solver instance."""
-    if solver is None:
-        solver = DEFAULT_SOLVER
-    if isinstance(solver, str):
-        if solver not in SOLVERS:
-            raise ValueError(f"solver = {solver!r} is invalid: must be one of {', '.join(map(repr, SOLVERS))}")
-        return _named_solver(solver)
-    if isinstance(solver, diffrax.AbstractSolver):
-        return solver
-    raise ValueError(f"solver = {solver!r} is invalid: give a name ({', '.join(SOLVERS)}) or a diffrax solver")
-
-
-@functools.cache
-def _named_solver(name: str) -> diffrax.AbstractSolver:
-    # One instance per name: building an equinox module costs host time on every solve.
-    return SOLVERS[name]()
-
-
-def integrate(field, y0, args, ts, t1, jump_ts, *, solver, rtol, atol, max_steps) -> Integration:
-    """Solve ``dy/dt = field(t, y, args)`` from ``t = 0`` to ``t1``, saving at ``ts``.
-
-    Args:
-        field: ``(t, y, args) -> dy/dt``.
-        y0: initial state (an array for the unrolled solvers of :data:`SOLVERS`).
-        args: pytree passed to ``field``.
-        ts: (T,) non-decreasing save times in ``[0, t1]``.
-        t1: end time.
-        jump_ts: times where ``field`` is discontinuous (may include ``t1``).
-        solver: a diffrax solver; rtol, atol: PID controller tolerances; max_steps: step cap.
-
-    Returns:
-        An :class:`Integration`.
-    """
-    # Explicit solvers: diffrax's default I control took the fewest steps on our fields;
-    # implicit (stiff) solvers: the smoother PI control diffrax recommends for stiff problems.
-    coefficients = {"pcoeff": 0.3, "icoeff": 0.4} if isinstance(solver, diffrax.AbstractImplicitSolver) else {}
-    controller = diffrax.ClipStepSizeController(
-        diffrax.PIDController(rtol=rtol, atol=atol, **coefficients), jump_ts=jump_ts
-    )
-    solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
-        solver,
-        t0=jnp.zeros_like(t1),
-        t1=t1,
-        dt0=None,
-        y0=y0,
-        args=args,
-        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)]),
-        stepsize_controller=controller,
-        max_steps=max_steps,
-        throw=False,
-        # A plain while loop: the solution is not differentiated, so no checkpoints are needed.
-        adjoint=diffrax.ForwardMode(),
-    )
-    return Integration(
-        ys=solution.ys[0],
-        succeeded=solution.result == diffrax.RESULTS.successful,
-        num_steps=solution.stats["num_steps"],
-        time_reached=solution.ts[1][0],
-    )
+def check_solver_name(solver: str) -> str:
+    """``solver`` if it is one of :data:`SOLVER_NAMES`, else a ``ValueError`` naming them."""
+    if solver not in SOLVER_NAMES:
+        raise ValueError(f"solver = {solver!r} is invalid: must be one of {', '.join(map(repr, SOLVER_NAMES))}")
+    return solver

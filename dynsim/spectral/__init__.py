@@ -30,4 +30,12 @@ from .graph import probe_bounds as probe_bounds
 from .graph import ring as ring
 from .graph import sparsest_partition as sparsest_partition
 from .graph import spectrum as spectrum
-from .system import SYSTEM as SYSTEM
+
+
+def __getattr__(name: str):
+    # SYSTEM on first use: declaring it imports the figures and run directories (matplotlib, xarray).
+    if name == "SYSTEM":
+        from .system import SYSTEM
+
+        return SYSTEM
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

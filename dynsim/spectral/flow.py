@@ -8,7 +8,7 @@ Three vector fields and one entry point:
 - Linear f(x) = Vᵀψ(x): dV/dt = 4(M₊V − ΣVVᵀΣV), M₊ = ΨᵀWΨ, Σ = ΨᵀDΨ (:func:`linear_field`).
 
 :func:`flow` uses the closed form where it applies (tabular f on a regular graph, D = I/N,
-where Φ(t) = √N F(t/N)) and diffrax (``dynsim.engine.infinite.integrate``) otherwise.
+where Φ(t) = √N F(t/N)) and diffrax (``dynsim.engine.integrate.integrate``) otherwise.
 
 Time. ``flow`` runs in the time of its own state: t = η × step of full-batch gradient descent on
 L(Φ) or L(V). ``riccati`` runs in F-space time.
@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..engine.config import ConfigError
-from ..engine.infinite import SolverError, integrate, resolve_solver
+from ..engine.infinite import SolverError
+from ..engine.integrate import integrate, resolve_solver
 from ..engine.types import Array, Float
 from .config import ENCODERS
 from .graph import Graph, eigensystem
@@ -173,7 +174,7 @@ def flow(
         features: (N, d) Ψ, rows ψ(x); required by (and only by) the linear encoder.
         method: ``"auto"``, ``"closed"`` (an error where it does not apply) or ``"diffrax"``.
         rtol, atol: diffrax step-size controller tolerances.
-        solver: a name of ``dynsim.engine.infinite.SOLVERS``, a diffrax solver, or None (Tsit5).
+        solver: a name of ``dynsim.engine.integrate.SOLVERS``, a diffrax solver, or None (Tsit5).
         max_steps: diffrax step cap.
 
     Returns:

@@ -8,4 +8,11 @@ Gram matrices), ``param`` and ``gram`` (the two finite-width backends, sharing `
 ``system``, which declares :data:`SYSTEM` to the engine.
 """
 
-from .system import SYSTEM as SYSTEM
+
+def __getattr__(name: str):
+    # SYSTEM on first use: declaring it imports the figures and run directories (matplotlib, xarray).
+    if name == "SYSTEM":
+        from .system import SYSTEM
+
+        return SYSTEM
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..engine import exported
 from ..engine.config import ConfigError
-from ..engine.infinite import SOLVERS, SolverError, integrate, resolve_solver
+from ..engine.infinite import DEFAULT_SOLVER, Integration, SolverError, check_solver_name
 from ..engine.runner import record_steps
 from ..engine.schedule import stage_value, steps_per_record
 from . import reduced as _reduced
@@ -37,7 +38,16 @@ from .trajectory import Record
 
 DEFAULT_MAX_STEPS = 100_000
 
-__all__ = ["ODESolution", "SOLVERS", "SolverError", "solve", "solve_batch"]
+__all__ = ["ODESolution", "SOLVERS", "SolverError", "solve", "solve_batch"]  # noqa: F822 (SOLVERS: __getattr__)
+
+
+def __getattr__(name: str):
+    # SOLVERS (name -> diffrax solver class) on first use: it imports diffrax.
+    if name == "SOLVERS":
+        from ..engine.integrate import SOLVERS
+
+        return SOLVERS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +189,8 @@ def _stack(problems: list[_Problem], grids: list[np.ndarray]):
 
 
 def _solve_one(args, ts, end, *, kind, solver, rtol, atol, max_steps):
+    from ..engine.integrate import integrate  # diffrax: only when tracing
+
     r = args.sigma2_a.shape[0]
     out = integrate(
         functools.partial(_reduced.vector_field, kind=kind),
@@ -208,6 +220,19 @@ def _solve_arrays(args, ts, ends, *, batched, **options):
     r = args.sigma2_a.shape[-1]
     values["alignment"] = _reduced.alignment_score(_reduced.split(out.ys, r)["p"])  # all states at once
     return jnp.stack([values[name] for name in METRICS], axis=-1), out
+
+
+@functools.cache
+def _flat_program(*, solver, **options):
+    """:func:`_solve_arrays` as a jitted function of the arguments' fields and of plain tuples,
+    the form ``jax.export`` serializes (one per solver and options, so that it compiles once)."""
+    from ..engine.integrate import resolve_solver  # diffrax: only when tracing
+
+    def program(fields, ts, ends):
+        values, out = _solve_arrays(_reduced.ReducedArgs(*fields), ts, ends, solver=resolve_solver(solver), **options)
+        return values, tuple(out)
+
+    return jax.jit(program)
 
 
 def _raise_failure(out, ends, ts, max_steps: int, batched: bool) -> None:
@@ -288,19 +313,16 @@ def _solve(configs: list[Config], ts, *, batched: bool, rtol, atol, solver, max_
         args, times, ends = _stack(problems, grids)
     else:  # nothing to pad
         args, times, ends = problems[0].args, grids[0].copy(), problems[0].end  # times goes to the caller
+    options = {"batched": batched, "kind": configs[0].loss.kind, "rtol": float(rtol), "atol": float(atol)}
+    options["max_steps"] = int(max_steps)
     with jax.enable_x64(True):
-        values, out = _solve_arrays(
-            args,
-            times,
-            ends,
-            batched=batched,
-            kind=configs[0].loss.kind,
-            solver=resolve_solver(solver),
-            rtol=float(rtol),
-            atol=float(atol),
-            max_steps=int(max_steps),
-        )
-        values, out = jax.tree.map(np.asarray, (values, out))
+        if solver is None or isinstance(solver, str):  # a named solver: the program is kept exported
+            name = ("two_tower.ode", check_solver_name(solver or DEFAULT_SOLVER), *sorted(options.items()))
+            build = functools.partial(_flat_program, solver=solver or DEFAULT_SOLVER, **options)
+            values, out = exported.call(name, build, tuple(args), times, np.float64(ends))
+        else:  # a diffrax solver instance: traced in this process
+            values, out = _flat_program(solver=solver, **options)(tuple(args), times, np.float64(ends))
+        values, out = jax.tree.map(np.asarray, (values, Integration(*out)))
     _raise_failure(out, ends, times, max_steps, batched)
     return ODESolution(
         times=times,

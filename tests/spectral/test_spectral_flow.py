@@ -239,7 +239,7 @@ def test_flow_refuses_what_does_not_apply(tmp_path):
 
 def test_failed_solve_raises(tmp_path, monkeypatch):
     # The host-side check, on a solve that reports failure (a real one costs a compile or 10^5 steps).
-    # Under vmap or jit the failure leaves inf states instead (dynsim.engine.infinite.integrate).
+    # Under vmap or jit the failure leaves inf states instead (dynsim.engine.integrate.integrate).
     failed = Integration(ys=None, succeeded=jnp.asarray(False), num_steps=jnp.asarray(7), time_reached=jnp.asarray(1.5))
     monkeypatch.setattr(spectral_flow, "integrate", lambda *args, **kwargs: failed)
     with pytest.raises(SolverError, match=r"solve stopped at t = 1.5 of 120 after 7 steps") as error:
