@@ -165,24 +165,49 @@ def _sharded(fn, static, devices: tuple):
     return jax.jit(sharded)
 
 
-def map_seeds(fn, per_seed, shared, static, devices) -> object:
+def _rows(tree, start: int, length: int):
+    """Rows ``start .. start + length - 1`` of every leaf, the last row repeated past its end."""
+
+    def rows(x):
+        part = x[start : start + length]
+        missing = length - part.shape[0]
+        return jnp.concatenate([part, jnp.repeat(x[-1:], missing, axis=0)]) if missing else part
+
+    return jax.tree.map(rows, tree)
+
+
+def _head(tree, count: int):
+    """The first ``count`` rows of every leaf, as NumPy arrays."""
+    return jax.tree.map(lambda x: np.asarray(x)[:count], tree)
+
+
+def map_seeds(fn, per_seed, shared, static, devices, batch_size: int | None = None) -> object:
     """``vmap`` of ``fn(per_seed, shared, static)`` over the seed axis, sharded over ``devices``.
 
     Args:
         fn: a module-level function; with the hashable ``static`` it keys the compilation
             cache, so a call that changes only array values reuses the compiled program.
-        per_seed: pytree whose leaves have a leading seed axis (keys, per-seed records).
-        shared: pytree of arrays every seed reads (replicated).
+        per_seed: pytree whose leaves have a leading axis of independent items: seeds (keys,
+            per-seed records), or anything mapped alike (every record of every seed).
+        shared: pytree of arrays every item reads (replicated).
         static: hashable configuration of the program (shapes, step counts, options).
-        devices: devices to shard the seed axis over; it is padded to a multiple of
+        devices: devices to shard the leading axis over; it is padded to a multiple of
             their count and cut back afterwards.
+        batch_size: ``None``: every item at once; a number: that many at once, one call of
+            the same compiled program per batch, the last one padded. This bounds the memory
+            of a ``fn`` with large temporaries, and an item's result does not depend on how
+            many items there are (XLA's rounding can depend on the batch's shape). A loop on
+            the host rather than ``lax.map``: inside a loop, XLA's CPU runtime can deadlock
+            its thread pool on concurrent batched LAPACK calls such as ``eigh`` (seen with
+            jaxlib 0.10.2 on 2 cores).
 
     Returns:
-        ``fn``'s outputs as NumPy arrays with a leading seed axis.
+        ``fn``'s outputs as NumPy arrays with the leading axis.
     """
-    num_seeds = jax.tree.leaves(per_seed)[0].shape[0]
-    padding = -num_seeds % len(devices)
-    if padding:
-        per_seed = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padding, axis=0)]), per_seed)
-    out = _sharded(fn, static, tuple(devices))(per_seed, shared)
-    return jax.tree.map(lambda x: np.asarray(x)[:num_seeds], out)
+    count = jax.tree.leaves(per_seed)[0].shape[0]
+    size = count if batch_size is None else batch_size
+    program = _sharded(fn, static, tuple(devices))
+    length = size + -size % len(devices)
+    starts = range(0, count, size)
+    outs = [_head(program(_rows(per_seed, start, length), shared), min(size, count - start)) for start in starts]
+    return outs[0] if len(outs) == 1 else jax.tree.map(lambda *xs: np.concatenate(xs), *outs)

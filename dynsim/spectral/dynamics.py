@@ -24,6 +24,7 @@ from .config import SpectralConfig, load_config, load_features
 from .finite import Inputs, Plan, embedding, initial_params, simulate_seed, split_seed_key
 from .flow import flow
 from .graph import Graph
+from .memory import check_memory
 from .observables import GraphArrays, graph_arrays, observe
 
 COORDINATE_DIMS = {"eig": "component", "mass": "mode"}
@@ -53,6 +54,12 @@ def _check_count(name: str, value, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ConfigError(f"{name} = {value!r} is invalid: must be an integer >= {low}")
     return int(value)
+
+
+def point(config: SpectralConfig) -> str:
+    """The run's point, for messages: ``"lr 0.5, batch 64"``, or ``"lr 0.5 (gradient descent)"``."""
+    train = config.train
+    return f"lr {train.lr}" + (f", batch {train.batch}" if train.method == "sgd" else " (gradient descent)")
 
 
 def plan_of(config: SpectralConfig) -> Plan:
@@ -149,7 +156,9 @@ def simulate(config: SpectralConfig | dict | str | None = None, seeds: int | Non
         The :class:`Trajectory`.
 
     Raises:
-        ConfigError: an invalid configuration or argument.
+        ConfigError: an invalid configuration or argument, or a run whose estimated peak memory
+            exceeds the memory free (:func:`dynsim.spectral.memory.check_memory`), refused before
+            anything is allocated.
         DeviceUnavailable: ``run.device`` names a device kind JAX does not see.
         SimulationDiverged: a seed's state became NaN/Inf (names the seed, step and time).
 
@@ -165,6 +174,7 @@ def simulate(config: SpectralConfig | dict | str | None = None, seeds: int | Non
     first_seed = _check_count("first_seed", first_seed, 0)
     plan = plan_of(config)
     devices = select_devices(config.run.device)
+    check_memory(config, seeds, devices, point(config))
     with jax.enable_x64(config.train.precision == "float64"):
         data_key, keys = seed_keys(config.run.seed, 0, seeds, first_seed)
         records, diverged_at = map_seeds(simulate_seed, keys, inputs_of(config, data_key, plan.dtype), plan, devices)
@@ -175,7 +185,7 @@ def simulate(config: SpectralConfig | dict | str | None = None, seeds: int | Non
             steps,
             lr=plan.lr,
             first_seed=first_seed,
-            where=f"lr {plan.lr}" + (f", batch {plan.batch}" if plan.method == "sgd" else " (gradient descent)"),
+            where=point(config),
             hint="lower train.lr (gradient descent on L is stable only for lr < 1 / (4 max_x w_x))",
         )
     return _trajectory(steps * plan.lr, records)

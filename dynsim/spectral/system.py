@@ -17,12 +17,14 @@ import numpy as np
 
 from ..engine.config import with_overrides
 from ..engine.events import first_crossing
+from ..engine.runner import select_devices
 from ..engine.system import Axis, Events, System
 from ..engine.tables import Report
 from .config import SpectralConfig
-from .dynamics import COORDINATE_DIMS, simulate, solve
+from .dynamics import COORDINATE_DIMS, point, simulate, solve
 from .figures import METRIC_PANELS, figures, predicted_exits
 from .graph import eigensystem, probe_bounds
+from .memory import check_memory
 from .reproduce import reproduce_spectral
 
 SUMMARY_METRICS = ("gap", "sine", "probe_aug", "probe_ens", "loss")
@@ -67,6 +69,13 @@ def floor(config: SpectralConfig) -> tuple[SpectralConfig, float] | None:
         return None
     full_batch = {"train": {"method": "gd"}, "run": {"axis": "lr", "values": [config.train.lr]}}
     return with_overrides(config, full_batch), math.inf
+
+
+def check(config: SpectralConfig, value) -> None:
+    """Refuse a point whose seed chunk will not fit in memory (:func:`~dynsim.spectral.memory.check_memory`)."""
+    point_config = at(config, value)
+    seeds = min(config.run.seed_chunk, config.run.seeds)
+    check_memory(point_config, seeds, select_devices(config.run.device), point(point_config))
 
 
 def groups(config: SpectralConfig) -> list[np.ndarray]:
@@ -129,6 +138,7 @@ SYSTEM = System(
     table=SUMMARY_METRICS,
     panels=METRIC_PANELS,
     tiny={"train": {"duration": 10.0}, "run": {"values": [1.0, 0.5], "record_every": 5.0}},
+    check=check,
     limit=solve,
     limit_name="flow",
     floor=floor,

@@ -3,7 +3,7 @@
 A backend (``_param``: literal SGD on ``W``; ``_gram``: the exact Gram-space recursion)
 supplies ``resolve_init`` and ``simulate_seed``; both read the same :class:`Plan` and
 :class:`Inputs`, draw the same batches from the same keys, record the latent Gram matrix
-``Q`` (SPEC §4) and leave the metrics to :func:`observe_seed`.
+``Q`` (SPEC §4) and leave the metrics to :func:`observe_records`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import numpy as np
 import optax
 
 from ..engine.optimizers import optimizer as engine_optimizer
-from ..engine.runner import record_steps
+from ..engine.runner import map_seeds
 from ..engine.schedule import stage_index, steps_per_record
 from ..losses import LOSSES
 from .config import Config
 from .data import basis, sample_latents, spectra
+from .memory import records_at_once
 from .observables import coordinates, metrics
 
 
@@ -119,29 +120,37 @@ def step_inputs(plan: Plan, inputs: Inputs, step_key: jax.Array, step):
     return latents, inputs.taus[stage], inputs.gammas[stage]
 
 
-def observe_seed(per_seed, inputs: Inputs, plan: Plan):
-    """Per-coordinate quantities and metrics of one seed's recorded Gram matrices.
+def observe_record(item, inputs: Inputs, plan: Plan):
+    """Per-coordinate quantities and metrics of one recorded Gram matrix.
 
-    ``per_seed = (key, grams)``; the Monte-Carlo sample of the record at step ``s`` is drawn
-    with ``fold_in(eval_key, s)``. At a record, ``tau`` is the one the next step uses
-    (the last stage's at the end).
+    ``item = (key, step, gram)``: the seed's key, the step count of the record and its ``Q``.
+    The Monte-Carlo sample of the record is drawn with ``fold_in(eval_key, step)``; ``tau`` is
+    the one the next step uses (the last stage's at the end).
     """
-    key, grams = per_seed
-    eval_key = split_seed_key(key)[2]
-    steps = record_steps(sum(plan.steps_per_stage), plan.record_every)
-    taus = inputs.taus[stage_index(steps, plan.steps_per_stage)]
+    key, step, gram = item
+    values = metrics(
+        gram,
+        plan.r,
+        jax.random.fold_in(split_seed_key(key)[2], step),
+        loss_fn=LOSSES[plan.loss],
+        tau=inputs.taus[stage_index(step, plan.steps_per_stage)],
+        lam=inputs.lam,
+        normalization=plan.normalization,
+        samples=plan.samples,
+    )
+    return coordinates(gram, plan.r), values
 
-    def one(gram, step, tau):
-        values = metrics(
-            gram,
-            plan.r,
-            jax.random.fold_in(eval_key, step),
-            loss_fn=LOSSES[plan.loss],
-            tau=tau,
-            lam=inputs.lam,
-            normalization=plan.normalization,
-            samples=plan.samples,
-        )
-        return coordinates(gram, plan.r), values
 
-    return jax.vmap(one)(grams, jnp.asarray(steps), taus)
+def observe_records(keys, grams, steps, inputs: Inputs, plan: Plan, devices) -> tuple[dict, dict]:
+    """Coordinates and metrics of every record of every seed, ``(seeds, T, ...)`` each.
+
+    ``keys`` (seeds, 2), ``grams`` (seeds, T, 2q, 2q), ``steps`` (T,). Every record is one item
+    of :func:`observe_record`, evaluated :func:`~dynsim.two_tower.memory.records_at_once` at a
+    time (a number set by the configuration alone), so the memory of the metrics does not grow
+    with the seeds or the records, and a record's metrics do not depend on them.
+    """
+    seeds, records = grams.shape[:2]
+    items = (np.repeat(np.asarray(keys), records, axis=0), np.tile(steps, seeds), grams.reshape(-1, *grams.shape[2:]))
+    batch = records_at_once(plan.samples, plan.r + plan.n, jnp.dtype(plan.dtype).itemsize)
+    out = map_seeds(observe_record, items, inputs, plan, devices, batch_size=batch)
+    return jax.tree.map(lambda x: x.reshape(seeds, records, *x.shape[1:]), out)

@@ -66,7 +66,7 @@ def init_state(plan: Plan, key):
 def simulate_seed(key, inputs: Inputs, plan: Plan):
     """One seed's run: the latent Gram matrix ``Q`` at every record, and the divergence step.
 
-    Only ``Q`` (``2q × 2q``) leaves the scan; ``_finite.observe_seed`` turns it into metrics.
+    Only ``Q`` (``2q × 2q``) leaves the scan; ``finite.observe_records`` turns it into metrics.
     """
     init_key, step_key, _ = split_seed_key(key)
     maps = latent_maps(inputs)

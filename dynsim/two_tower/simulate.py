@@ -10,7 +10,8 @@ from ..engine.runner import check_finite, map_seeds, record_steps, seed_keys, se
 from . import gram as _gram
 from . import param as _param
 from .config import Config, check_backend, load_config
-from .finite import observe_seed, plan_and_inputs
+from .finite import observe_records, plan_and_inputs
+from .memory import check_memory
 from .observables import METRICS
 from .trajectory import Trajectory
 
@@ -72,8 +73,10 @@ def simulate(
         The :class:`Trajectory`.
 
     Raises:
-        ConfigError: invalid configuration or arguments, or one the backend cannot run
-            (``gram`` with ``adam``; ``bartlett`` below width ``2(r + n)`` or with ``param``).
+        ConfigError: invalid configuration or arguments, one the backend cannot run
+            (``gram`` with ``adam``; ``bartlett`` below width ``2(r + n)`` or with ``param``),
+            or a run whose estimated peak memory exceeds the memory free
+            (:func:`dynsim.two_tower.memory.check_memory`), refused before anything is allocated.
         DeviceUnavailable: ``config.run.device`` names a device kind JAX does not see.
         SimulationDiverged: a seed's state became NaN/Inf (names the seed, step and time).
 
@@ -94,6 +97,7 @@ def simulate(
     backend, init = backend_and_init(config, width, backend, init)
     system = _BACKENDS[backend]
     devices = select_devices(config.run.device)
+    check_memory(config, width, seeds, backend, init, devices)
     with jax.enable_x64(config.train.precision == "float64"):
         data_key, keys = seed_keys(config.run.seed, width, seeds, first_seed)
         plan, inputs = plan_and_inputs(config, width, data_key, init)
@@ -108,6 +112,6 @@ def simulate(
             where=f"width {width}",
             hint="lower train.lr or the stage temperatures",
         )
-        coords, values = map_seeds(observe_seed, (keys, records), inputs, plan, devices)
+        coords, values = observe_records(keys, records, steps, inputs, plan, devices)
     metrics = {name: values[name] for name in METRICS}  # jax returns a dict's keys sorted
     return Trajectory(times=steps * config.train.lr, **coords, metrics=metrics, width=width)

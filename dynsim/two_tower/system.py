@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.config import with_overrides
+from ..engine.runner import select_devices
 from ..engine.system import Axis, Events, System
 from ..engine.tables import Report
 from . import ode
 from .config import Config
 from .figures import METRIC_PANELS, figures
+from .memory import check_memory
 from .observables import COORDINATE_DIMS
 from .reproduce import fig1_report, reproduce_fig1
 from .simulate import backend_and_init, simulate
@@ -59,8 +61,11 @@ def attrs(config: Config) -> dict:
 
 
 def check(config: Config, width: int) -> None:
-    """Refuse a width the configured backend cannot run (``gram`` with a Bartlett ``K_0`` below ``2(r + n)``)."""
-    backend_and_init(config, width)
+    """Refuse a width the configured backend cannot run (``gram`` with a Bartlett ``K_0`` below
+    ``2(r + n)``), or whose seed chunk will not fit in memory (:func:`~dynsim.two_tower.memory.check_memory`)."""
+    backend, init = backend_and_init(config, width)
+    seeds = min(config.run.seed_chunk, config.run.seeds)
+    check_memory(config, width, seeds, backend, init, select_devices(config.run.device))
 
 
 def fig1(out, quick: bool, sweep) -> Report:
