@@ -105,4 +105,23 @@ def enable(path: str | Path | None = None, environ: Mapping[str, str] = os.envir
     jax.config.update("jax_compilation_cache_dir", str(target))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    date_undated_entries(target)
     return target
+
+
+def date_undated_entries(path: Path) -> int:
+    """Give every program in the cache at ``path`` the access-time file JAX's eviction reads.
+
+    JAX writes ``<key>-atime`` beside ``<key>-cache`` only while a maximum size is set; a
+    directory filled without one (JAX's default, a user's own cache dir passed as
+    ``DYNSIM_CACHE_DIR``) makes every later write with eviction on fail with a warning, so
+    nothing new is cached. Each missing file gets the entry's modification time. Returns how
+    many were written.
+    """
+    written = 0
+    for entry in path.glob("*-cache"):
+        atime = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        if not atime.exists():
+            atime.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))
+            written += 1
+    return written

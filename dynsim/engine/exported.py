@@ -26,6 +26,9 @@ from jax import export
 from . import cache
 
 SUFFIX = ".jaxexport"
+# The exported programs are kept under this size, the least recently used removed first; a
+# program larger than a quarter of it (one with large constants) is not kept at all.
+MAX_BYTES = 256 * 2**20
 
 
 @functools.cache
@@ -87,8 +90,35 @@ _LOADED: dict[Path, Callable] = {}
 
 def _load_or_export(path: Path, build: Callable[[], Callable], args) -> export.Exported:
     try:
-        return export.deserialize(bytearray(path.read_bytes()))
+        program = export.deserialize(bytearray(path.read_bytes()))
+        os.utime(path)  # its modification time is when it was last used
+        return program
     except (OSError, ValueError):  # absent, or unreadable: export it (again)
         program = export.export(build())(*args)
-        _write_atomic(path, program.serialize())
+        serialized = program.serialize()
+        if len(serialized) <= MAX_BYTES // 4:
+            _write_atomic(path, serialized)
+            prune(path.parent)
         return program
+
+
+def prune(directory: Path, max_bytes: int = MAX_BYTES) -> list[Path]:
+    """Remove the least recently used exported programs of ``directory`` until the rest hold at
+    most ``max_bytes``; returns the removed files. Programs from an earlier dynsim or jax (their
+    keys differ) are never used again, so they are the first to go."""
+    entries = []
+    for path in directory.glob("*" + SUFFIX):
+        try:
+            info = path.stat()
+        except FileNotFoundError:  # removed by another process meanwhile
+            continue
+        entries.append((info.st_mtime_ns, info.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for _, size, path in sorted(entries):
+        if total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        removed.append(path)
+    return removed

@@ -21,6 +21,7 @@ from pathlib import Path
 from .config import ConfigError
 
 SEED, DEVICE, HOST = "seed", "device", "host"
+SWITCH_VARIABLE = "DYNSIM_MEMORY_CHECK"  # "off": run whatever the estimate says
 SEEDS_FIELD = "run.seed_chunk"  # how many seeds run together: it multiplies every SEED term
 # A refusal names the terms of at least this share of the estimate, the largest first, at most
 # NAMED_MOST of them (and always the largest).
@@ -167,7 +168,7 @@ def refusal(terms: Sequence[Term], seeds: int, where: str, needed: int, availabl
     return (
         f"the run at {where} with {seeds} seed{'s' if seeds > 1 else ''} at once does not fit in memory: it needs "
         f"about {format_bytes(needed)} and {memory} has {format_bytes(available)} free; mostly {parts} "
-        "(see docs/configuration.md#memory)"
+        f"(docs/configuration.md#memory; {SWITCH_VARIABLE}=off runs it anyway)"
     )
 
 
@@ -186,8 +187,14 @@ def check_fits(terms: Sequence[Term], seeds: int, devices: Sequence, where: str)
         where: the point of the axis, for the message (``"width 1024"``).
 
     Raises:
-        ConfigError: one line: the estimate, the memory free, the largest terms and their fields.
+        ConfigError: one line: the estimate, the memory free, the largest terms and their fields;
+            or an invalid ``DYNSIM_MEMORY_CHECK`` (``on`` or ``off``; ``off`` skips the check).
     """
+    switch = os.environ.get(SWITCH_VARIABLE, "on").strip().lower()
+    if switch not in ("on", "off"):
+        raise ConfigError(f"{SWITCH_VARIABLE} = {switch!r} is invalid: must be 'on' or 'off'")
+    if switch == "off":
+        return
     checks = []
     if devices[0].platform == "cpu":
         checks.append((on_host(terms, seeds, len(devices)), host_available(), "host memory"))

@@ -196,10 +196,8 @@ def map_seeds(fn, per_seed, shared, static, devices, batch_size: int | None = No
         batch_size: ``None``: every item at once; a number: that many at once, one call of
             the same compiled program per batch, the last one padded. This bounds the memory
             of a ``fn`` with large temporaries, and an item's result does not depend on how
-            many items there are (XLA's rounding can depend on the batch's shape). A loop on
-            the host rather than ``lax.map``: inside a loop, XLA's CPU runtime can deadlock
-            its thread pool on concurrent batched LAPACK calls such as ``eigh`` (seen with
-            jaxlib 0.10.2 on 2 cores).
+            many items there are (XLA's rounding can depend on the batch's shape). The batches
+            are looped on the host, one call each.
 
     Returns:
         ``fn``'s outputs as NumPy arrays with the leading axis.

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..engine import lapack
 from ..engine.types import Array, Float, Int
 from .graph import Graph, bayes_labels, class_mass, eigensystem, minimum
 
@@ -113,11 +114,11 @@ def subspace_sine(F: Float[Array, "N k"], basis: Float[Array, "N m"]) -> Float[A
     Returns:
         () the sine, in [0, 1].
     """
-    left, singular, _ = jnp.linalg.svd(F, full_matrices=False)
+    left, singular, _ = lapack.svd(F)
     cutoff = max(F.shape) * jnp.finfo(F.dtype).eps * singular[0]
     left = jnp.where(singular > cutoff, left, 0.0)
     residual = basis - left @ (left.T @ basis)
-    return jnp.minimum(jnp.linalg.norm(residual, ord=2), 1.0)
+    return jnp.minimum(lapack.singular_values(residual)[0], 1.0)
 
 
 def _first_max(scores: Float[Array, "n r"]) -> Int[Array, " n"]:
@@ -142,7 +143,7 @@ def probe_errors(phi: Float[Array, "N k"], arrays: GraphArrays) -> tuple[Float[A
         (augmented error 1 − Σ_x q(x, g(x)), ensembled error E = Pr_{x̄∼P}[ḡ(x̄) ≠ y(x̄)]).
     """
     sqrt_w = jnp.sqrt(arrays.degrees)
-    head = jnp.linalg.pinv(sqrt_w[:, None] * phi) @ (sqrt_w[:, None] * arrays.bayes)
+    head = lapack.pinv(sqrt_w[:, None] * phi) @ (sqrt_w[:, None] * arrays.bayes)
     predicted = jax.nn.one_hot(_first_max(phi @ head), arrays.q.shape[1], dtype=phi.dtype)
     augmented = 1.0 - jnp.sum(arrays.q * predicted)
     vote = _first_max(arrays.aug @ predicted)
@@ -179,7 +180,7 @@ def observe(phi: Float[Array, "N k"], arrays: GraphArrays) -> dict[str, Array]:
     return {
         "loss": loss,
         "gap": loss - arrays.minimum,
-        "eig": jnp.linalg.eigvalsh(F.T @ F)[::-1],
+        "eig": lapack.eigvalsh(F.T @ F)[::-1],
         "sine": subspace_sine(F, arrays.top),
         "mass": jnp.sum((arrays.modes.T @ F) ** 2, axis=1),
         "probe_aug": probe_aug,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from ..engine import lapack
 from ..engine.types import Array, Float, Key
 from .data import sample_latents
 from .model import embed, similarity
@@ -41,7 +42,7 @@ def coordinates(gram: Float[Array, "2q 2q"], r: int) -> dict[str, Array]:
 
 def condition_number(gram: Float[Array, "r r"]) -> Float[Array, ""]:
     r""":math:`\kappa(S) = s_1(S) / s_r(S)` from the Gram matrix :math:`S^T S` (r × r)."""
-    eigenvalues = jnp.linalg.eigvalsh(gram)
+    eigenvalues = lapack.eigvalsh(gram)
     return jnp.sqrt(eigenvalues[-1] / eigenvalues[0])
 
 
@@ -49,7 +50,7 @@ def stable_rank(gram: Float[Array, "q q"]) -> Float[Array, ""]:
     r"""Stable rank :math:`\|\Sigma\|_F^2 / \|\Sigma\|_2^2` of a PSD matrix with the same
     nonzero spectrum as ``gram`` (Def. 4.2: :math:`\Sigma_A = L_A L_A^T / Z_A^2` shares its
     nonzero eigenvalues with :math:`L_A^T L_A`, and the scale cancels)."""
-    eigenvalues = jnp.linalg.eigvalsh(gram)
+    eigenvalues = lapack.eigvalsh(gram)
     return jnp.sum(eigenvalues**2) / eigenvalues[-1] ** 2
 
 
@@ -77,7 +78,7 @@ def alignment_score(f_a: Float[Array, "N m"], f_b: Float[Array, "N m"]) -> Float
 
 def gram_factor(gram: Float[Array, "k k"]) -> Float[Array, "k k"]:
     """A square ``R`` with ``R^T R = gram`` (symmetric PSD; tiny negative eigenvalues clipped)."""
-    eigenvalues, vectors = jnp.linalg.eigh(gram)
+    eigenvalues, vectors = lapack.eigh(gram)
     return jnp.sqrt(jnp.maximum(eigenvalues, 0.0))[:, None] * vectors.T
 
 

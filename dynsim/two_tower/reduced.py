@@ -156,8 +156,8 @@ def sign_patterns(r: int) -> np.ndarray:
     metric is deterministic).
     """
     if r <= _EXACT_PATTERNS_UP_TO:
-        return (np.arange(2**r)[:, None] >> np.arange(r)) & 1
-    return np.random.default_rng(0).integers(0, 2, size=(_SAMPLED_PATTERNS, r))
+        return ((np.arange(2**r)[:, None] >> np.arange(r)) & 1).astype(np.int8)
+    return np.random.default_rng(0).integers(0, 2, size=(_SAMPLED_PATTERNS, r)).astype(np.int8)
 
 
 def alignment_score(p: Float[Array, "*batch r"]) -> Float[Array, "*batch"]:
@@ -180,7 +180,8 @@ def alignment_score(p: Float[Array, "*batch r"]) -> Float[Array, "*batch"]:
     closed = jnp.where(all_positive, 1.0 - 2.0**-r, 0.0).astype(p.dtype)
 
     def counted():
-        patterns = jnp.asarray(sign_patterns(r), p.dtype)
+        # A constant of the program: int8 (an eighth of float64's size), widened inside it.
+        patterns = jnp.asarray(sign_patterns(r)).astype(p.dtype)
         return jnp.where(mixed, jnp.mean(p @ patterns.T > 0, axis=-1), closed)
 
     return jax.lax.cond(jnp.any(mixed), counted, lambda: closed)

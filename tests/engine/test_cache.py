@@ -7,6 +7,8 @@ import stat
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 from helpers import run_main
 
@@ -102,3 +104,46 @@ def test_the_cli_refuses_an_unsafe_cache_dir_in_one_line(tmp_path):
     shared.chmod(0o777)
     result = run_main("--cache-dir", str(shared), "systems")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "writable by others" in result.stderr
+
+
+def test_entries_written_without_eviction_get_the_access_times_jax_eviction_reads(tmp_path):
+    from jax._src.lru_cache import LRUCache
+
+    unbounded = LRUCache(str(tmp_path), max_size=-1)  # JAX's default: no size, no access times
+    for key in ("old", "older"):
+        unbounded.put(key, b"x" * 100)
+    assert not list(tmp_path.glob("*-atime"))
+    with pytest.raises(FileNotFoundError):  # what every later write with eviction on ran into
+        LRUCache(str(tmp_path), max_size=150).put("new", b"y" * 100)
+    assert cache.date_undated_entries(tmp_path) == 2 and cache.date_undated_entries(tmp_path) == 0
+    bounded = LRUCache(str(tmp_path), max_size=150)
+    bounded.put("new", b"y" * 100)  # evicts both old entries to make room
+    assert bounded.get("new") == b"y" * 100 and bounded.get("old") is None and bounded.get("older") is None
+
+
+def test_exported_programs_are_kept_under_a_size_least_recently_used_first(tmp_path):
+    from dynsim.engine import exported
+
+    for age, name in enumerate(("newest", "middle", "oldest")):
+        path = tmp_path / f"{name}{exported.SUFFIX}"
+        path.write_bytes(b"x" * 100)
+        os.utime(path, ns=(10**18 - age * 10**9,) * 2)
+    (tmp_path / "other-cache").write_bytes(b"y" * 1000)  # not an exported program: left alone
+    assert exported.prune(tmp_path, max_bytes=300) == []
+    assert exported.prune(tmp_path, max_bytes=150) == [
+        tmp_path / f"oldest{exported.SUFFIX}",
+        tmp_path / f"middle{exported.SUFFIX}",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["newest.jaxexport", "other-cache"]
+
+
+def test_a_program_too_large_to_keep_runs_without_being_written(monkeypatch):
+    import jax.numpy as jnp
+
+    from dynsim.engine import exported
+
+    monkeypatch.setattr(exported, "MAX_BYTES", 4)
+    x = np.arange(3.0)
+    name = ("test.too_large", os.getpid())
+    assert np.array_equal(exported.call(name, lambda: jax.jit(lambda v: 2 * v + jnp.ones(3)), x), 2 * x + 1)
+    assert not (exported.exported_dir() / exported.program_key(name, (x,))).exists()

@@ -174,6 +174,15 @@ def test_a_refusal_names_the_estimate_the_memory_free_and_the_fields_of_the_larg
     memory.check_fits(TERMS, 2, jax.devices("cpu"), "width 8")  # unknown: not checked
 
 
+def test_the_check_can_be_switched_off_and_the_switch_is_validated(monkeypatch):
+    monkeypatch.setattr(memory, "host_available", lambda: 1000)
+    monkeypatch.setenv("DYNSIM_MEMORY_CHECK", "off")
+    memory.check_fits(TERMS, 2, jax.devices("cpu"), "width 8")
+    monkeypatch.setenv("DYNSIM_MEMORY_CHECK", "maybe")
+    with pytest.raises(ConfigError, match="DYNSIM_MEMORY_CHECK = 'maybe' is invalid: must be 'on' or 'off'"):
+        memory.check_fits(TERMS, 2, jax.devices("cpu"), "width 8")
+
+
 def test_host_memory_is_read_from_meminfo_and_capped_by_a_cgroup(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       100 kB\nMemAvailable:    40 kB\n")
