@@ -580,6 +580,17 @@ def pair_sampler(graph: Graph) -> Callable:
     return jax.jit(sample, static_argnames="batch")
 
 
+def augmenter(graph: Graph) -> Callable:
+    """``augment(key, xbar)``: one augmentation x ∼ A(·|x̄) of every natural point in ``xbar`` (any
+    shape), for a family graph (the same mixture :func:`pair_sampler` draws from)."""
+    augment, draws = _AUGMENTERS[graph.family](**graph.params)
+
+    def sample(key, xbar):
+        return augment(jax.random.uniform(key, (draws, *xbar.shape)), xbar)
+
+    return sample
+
+
 def _edge_sampler(weights: np.ndarray) -> Callable:
     num_nodes = weights.shape[0]
     cdf = jnp.asarray(np.cumsum(weights.ravel()))
