@@ -1,4 +1,4 @@
-"""The spectral system's configuration (shared/specs/spectral.md): ``graph``, ``encoder``, ``train``, ``run``.
+"""The spectral system's configuration (shared/specs/spectral.md): ``graph``, ``encoder``, ``train``, ``loss``, ``run``.
 
 Fields are declared with the engine's rules (:func:`dynsim.engine.config.field`), so validation,
 the one-line errors and docs/config-reference.md come from the same declarations; the rules
@@ -27,6 +27,9 @@ FEATURES = ("onehot", "gaussian", "file")
 METHODS = ("sgd", "gd")
 PRECISIONS = ("float32", "float64")
 AXES = ("lr", "batch")
+LOSS_KINDS = ("spectral", "infonce", "unbiased", "debiased")
+POSITIVES = ("class", "datum")
+FORMS = ("general", "in_batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +147,44 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """The training loss: the spectral contrastive loss (spec §2), or InfoNCE on unit-norm
+    embeddings (spec §4): ``infonce`` with negatives drawn from the data (biased), ``unbiased``
+    with negatives from other classes only (the oracle, by true labels), ``debiased`` with Chuang
+    et al.'s estimator. A step draws B natural points and two augmentations of each; in the
+    ``general`` form every anchor gets N fresh negatives (and M samples v), in the ``in_batch``
+    form the official code's (N = 2B − 2, the positive reused as v). The InfoNCE losses train by
+    SGD and have no exact flow."""
+
+    name: ClassVar[str] = "loss"
+    kind: str = field(
+        "spectral", "spectral, or InfoNCE: infonce (biased), unbiased, debiased", "choice", choices=LOSS_KINDS
+    )
+    temperature: float = field(0.5, "temperature t of the InfoNCE losses", "number", low=0.01)
+    tau_plus: float | None = field(
+        None, "class prior tau+ of the debiased loss; default 1/r", "number", low=0, high=1, optional=True
+    )
+    negatives: int | None = field(
+        None, "negatives N per anchor of the general form; default 2B - 2", "integer", low=1, optional=True
+    )
+    same_class: int = field(1, "samples v per anchor (M) of the debiased loss's general form", "integer", low=1)
+    positives: str = field(
+        "class",
+        "the debiased loss's v: a same-class sample (its assumption) or another augmentation of the anchor's datum",
+        "choice",
+        choices=POSITIVES,
+    )
+    form: str = field(
+        "general", "general (N, M fresh draws) or in_batch (the official code's)", "choice", choices=FORMS
+    )
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.form == "in_batch" and self.kind not in ("infonce", "debiased"):
+            fail("loss.form", self.form, "the in-batch form exists for loss.kind = 'infonce' and 'debiased' only")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig(engine_config.RunConfig):
     """What to run and where: the engine's fields, the quantity a sweep varies (``axis``: the
     learning rate or the batch size, at the points ``values``) and how many eigenvectors' mass
@@ -181,7 +222,7 @@ def _whole_steps(time: float, lr: float) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class SpectralConfig(SystemConfig):
-    """A whole configuration of the spectral system: ``graph``, ``encoder``, ``train`` and ``run``.
+    """A whole configuration of the spectral system: ``graph``, ``encoder``, ``train``, ``loss`` and ``run``.
 
     Cross-section rules: every learning rate the run uses (``train.lr``, and ``run.values`` when
     ``run.axis = "lr"``) must make ``train.duration`` and ``run.record_every`` whole numbers of
@@ -199,6 +240,7 @@ class SpectralConfig(SystemConfig):
     graph: GraphConfig = GraphConfig()
     encoder: EncoderConfig = EncoderConfig()
     train: TrainConfig = TrainConfig()
+    loss: LossConfig = LossConfig()
     run: RunConfig = RunConfig()
 
     def __post_init__(self):
@@ -209,6 +251,13 @@ class SpectralConfig(SystemConfig):
                     fail(name, time, f"must be a whole number of steps at learning rate {lr} (a multiple of it)")
         if self.run.axis == "batch" and self.train.method != "sgd":
             fail("run.axis", self.run.axis, "a sweep over the batch size needs train.method = 'sgd'")
+        if self.loss.kind != "spectral":
+            if self.train.method != "sgd":
+                fail("train.method", self.train.method, f"loss.kind = {self.loss.kind!r} trains by sgd only")
+            if self.graph.family == "file":
+                fail(
+                    "graph.family", "file", f"loss.kind = {self.loss.kind!r} augments natural points: use hsbm or ring"
+                )
         nodes = self.graph_object.num_nodes
         if self.encoder.k > nodes:
             fail("encoder.k", self.encoder.k, f"must be <= N = {nodes}, the graph's number of nodes")
@@ -226,6 +275,17 @@ class SpectralConfig(SystemConfig):
     def steps(self) -> int:
         """Training steps of one seed, ``round(duration / lr)``."""
         return stage_steps([self.train.duration], self.train.lr)[0]
+
+
+def loss_plan(config: SpectralConfig) -> tuple:
+    """``Plan.loss``: ``("spectral",)``, or the InfoNCE kind with its defaults resolved
+    (τ⁺ = 1/r, N = 2B − 2)."""
+    loss = config.loss
+    if loss.kind == "spectral":
+        return ("spectral",)
+    tau_plus = 1.0 / config.graph_object.num_classes if loss.tau_plus is None else loss.tau_plus
+    negatives = 2 * config.train.batch - 2 if loss.negatives is None else loss.negatives
+    return (loss.kind, loss.temperature, tau_plus, negatives, loss.same_class, loss.positives, loss.form)
 
 
 def load_config(source=None) -> SpectralConfig:

@@ -20,7 +20,7 @@ from ..engine.config import ConfigError
 from ..engine.infinite import SolverError
 from ..engine.runner import check_finite, map_seeds, record_steps, seed_keys, select_devices
 from ..engine.schedule import steps_per_record
-from .config import SpectralConfig, load_config, load_features
+from .config import SpectralConfig, load_config, load_features, loss_plan
 from .finite import Inputs, Plan, embedding, initial_params, simulate_seed, split_seed_key
 from .flow import flow
 from .graph import Graph
@@ -79,6 +79,7 @@ def plan_of(config: SpectralConfig) -> Plan:
         record_every=steps_per_record(config.run.record_every, train.lr),
         init_scale=encoder.init_scale,
         dtype=train.precision,
+        loss=loss_plan(config),
     )
 
 
@@ -207,7 +208,8 @@ def solve(config: SpectralConfig | dict | str | None = None, seeds: int | None =
         A :class:`Trajectory` with the same fields as the finite runs'.
 
     Raises:
-        ConfigError: an optimizer other than ``sgd`` (momentum and Adam have other limits).
+        ConfigError: an optimizer other than ``sgd`` (momentum and Adam have other limits), or an
+            InfoNCE loss (``loss.kind``), which has no flow here.
         SolverError: the diffrax solve failed for some seed.
 
     Example:
@@ -218,6 +220,11 @@ def solve(config: SpectralConfig | dict | str | None = None, seeds: int | None =
         (True, True)
     """
     config = load_config(config)
+    if config.loss.kind != "spectral":
+        raise ConfigError(
+            f"loss.kind = {config.loss.kind!r} has no exact flow here: the flow is the spectral loss's; "
+            "run without the limit (no --limit / compare), or use loss.kind = 'spectral'"
+        )
     if config.train.optimizer != "sgd":
         raise ConfigError(
             f"train.optimizer = {config.train.optimizer!r} has no gradient-flow limit here: the exact flow is the "

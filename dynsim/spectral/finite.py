@@ -25,7 +25,8 @@ import optax
 from ..engine.optimizers import optimizer as engine_optimizer
 from ..engine.runner import scan_run
 from ..losses import spectral
-from .graph import Graph, pair_sampler
+from .debiased import debiased, debiased_g, in_batch, infonce, natural_sampler, unit
+from .graph import Graph, augmenter, pair_sampler
 from .observables import GraphArrays, observe, population_loss
 
 
@@ -46,6 +47,7 @@ class Plan(NamedTuple):
     record_every: int
     init_scale: float
     dtype: str
+    loss: tuple = ("spectral",)  # ("spectral",), or (kind, t, tau+, N, M, positives, form) of InfoNCE
 
 
 class Inputs(NamedTuple):
@@ -88,6 +90,8 @@ def make_loss(plan: Plan, inputs: Inputs, step_key: jax.Array):
         return lambda params, step: population_loss(
             embedding(params, inputs.features), inputs.arrays.W, inputs.arrays.degrees
         )
+    if plan.loss[0] != "spectral":
+        return make_infonce_loss(plan, inputs, step_key)
     sample = pair_sampler(plan.graph)
 
     def minibatch(params, step):
@@ -98,9 +102,45 @@ def make_loss(plan: Plan, inputs: Inputs, step_key: jax.Array):
     return minibatch
 
 
+def make_infonce_loss(plan: Plan, inputs: Inputs, step_key: jax.Array):
+    r"""``loss(params, step)`` of an InfoNCE kind (spec §4) on step ``step``'s fresh draws.
+
+    B natural points x̄ ∼ P and two augmentations of each, the anchor x and its positive x⁺, all
+    embeddings unit-norm. ``in_batch``: :func:`~dynsim.spectral.debiased.in_batch`. ``general``:
+    N negatives per anchor, natural points drawn from P (``infonce``, ``debiased``) or from P given
+    another class than the anchor's (``unbiased``), augmented; for ``debiased`` M samples v, a
+    natural point of the anchor's class (``positives = "class"``) or the anchor's own (``"datum"``),
+    augmented afresh.
+    """
+    kind, t, tau_plus, count, same_count, positives, form = plan.loss
+    marginal, same, other = natural_sampler(plan.graph)
+    augment, labels = augmenter(plan.graph), jnp.asarray(plan.graph.labels)
+
+    def loss(params, step):
+        keys = jax.random.split(jax.random.fold_in(step_key, step), 7)
+
+        def embed(xbar, key):
+            return unit(embed_nodes(params, inputs.features, augment(key, xbar)))
+
+        xbar = marginal(keys[0], (plan.batch,))
+        anchor, positive = embed(xbar, keys[1]), embed(xbar, keys[2])
+        if form == "in_batch":
+            return in_batch(anchor, positive, t, tau_plus if kind == "debiased" else None)
+        classes = jnp.repeat(labels[xbar][:, None], count, axis=1)
+        drawn = other(keys[3], classes) if kind == "unbiased" else marginal(keys[3], classes.shape)
+        negatives = embed(drawn, keys[4])
+        if kind != "debiased":
+            return infonce(anchor, positive, negatives, t)
+        own = jnp.repeat(xbar[:, None], same_count, axis=1)
+        v = embed(same(keys[5], labels[own]) if positives == "class" else own, keys[6])
+        return debiased(anchor, positive, debiased_g(anchor, negatives, v, t, tau_plus), count, t)
+
+    return loss
+
+
 def sparse(plan: Plan) -> bool:
-    """Whether a run takes :func:`make_sparse_step`: plain SGD on minibatches of the tabular encoder."""
-    return plan.method == "sgd" and plan.optimizer == "sgd" and plan.encoder == "tabular"
+    """Whether a run takes :func:`make_sparse_step`: plain SGD on spectral minibatches of the tabular encoder."""
+    return plan.method == "sgd" and plan.optimizer == "sgd" and plan.encoder == "tabular" and plan.loss[0] == "spectral"
 
 
 def make_sparse_step(plan: Plan, step_key: jax.Array):

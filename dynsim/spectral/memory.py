@@ -20,7 +20,7 @@ import numpy as np
 from ..engine.memory import DEVICE, HOST, SEED, Term, check_fits
 from ..engine.runner import record_steps
 from ..engine.schedule import steps_per_record
-from .config import SpectralConfig, load_features
+from .config import SpectralConfig, load_features, loss_plan
 
 GRAPH, RUN = "graph", "run"  # the graph's arrays are built on the host, then the run uses them
 HOST_GRAPH_COPIES = 3  # W, A and the eigenvectors of Ā, kept (cached on the graph)
@@ -29,6 +29,9 @@ PARAMETER_COPIES = 3  # parameters in and out of a step, and their gradient
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
 OBSERVATION_COPIES = 8  # N × k (and N × r) arrays of an observation: F, WΦ, the probe, the SVDs
 SIMILARITY_COPIES = 2  # B × B similarities of an SGD step and their gradient
+# Embeddings of an InfoNCE step's draws (k each; a linear encoder's features, d each, are gathered
+# first), their unit-norm versions and gradients. Not checked against a measured peak.
+DRAW_COPIES = 4
 
 
 def graph_fields(config: SpectralConfig) -> tuple[str, ...]:
@@ -89,6 +92,11 @@ def estimate(config: SpectralConfig) -> list[Term]:
     if train.method == "sgd":
         similarities = SIMILARITY_COPIES * train.batch**2 * itemsize
         terms.append(Term("step similarities (B × B)", similarities, ("train.batch",), SEED, RUN))
+    loss = loss_plan(config)
+    if loss[0] != "spectral" and loss[-1] == "general":
+        draws = DRAW_COPIES * train.batch * (loss[3] + loss[4] + 2) * (k + rows) * itemsize
+        fields = ("train.batch", "loss.negatives", "loss.same_class", "encoder.k")
+        terms.append(Term("InfoNCE draws (B × (N + M + 2) embeddings)", draws, fields, SEED, RUN))
     return terms
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+from dynsim import spectral
 from dynsim.engine.config import ConfigError
 from dynsim.spectral import debiased
 from dynsim.spectral.graph import augmenter, hsbm, load_graph, ring
@@ -198,3 +199,47 @@ def test_a_user_graph_has_no_natural_data_to_sample(tmp_path):
     np.savez(path, W=weights, labels=np.array([0, 0, 1, 1]))
     with pytest.raises(ConfigError, match="graph.family = 'file' has no natural data"):
         debiased.natural_sampler(load_graph(path))
+
+
+# --- the losses as the spectral system's training loss --------------------------------------------
+
+SHORT = {"train": {"duration": 4.0, "batch": 8, "lr": 0.5}, "run": {"record_every": 2.0}}
+
+
+def _run(loss, **sections):
+    return spectral.simulate({"system": "spectral", **SHORT, **sections, "loss": loss}, seeds=2)
+
+
+@pytest.mark.parametrize("form", ["general", "in_batch"])
+def test_debiased_training_without_a_class_prior_is_infonce_training(form):
+    # With tau+ = 0 the estimate is the mean of the negatives' e^{s/t}, never below the clip (every
+    # s >= -1), so the debiased step is the InfoNCE step on the same draws, computed another way.
+    biased = _run({"kind": "infonce", "form": form})
+    unbiased_by_zero = _run({"kind": "debiased", "form": form, "tau_plus": 0.0})
+    for name in ("probe_aug", "sine", "loss"):
+        np.testing.assert_allclose(unbiased_by_zero.metrics[name], biased.metrics[name], rtol=1e-9, err_msg=name)
+    assert not np.array_equal(biased.metrics["sine"][:, 0], biased.metrics["sine"][:, -1])  # it trained
+
+
+def test_every_infonce_kind_learns_the_classes_of_the_default_graph():
+    """Training works, no ranking asserted: on the default HSBM (3 classes, N = 24, k = 3) a short
+    SGD run (T = 20, lr 0.5, B = 16) takes the ensembled probe error from 0.58 to, over 4 seeds:
+    infonce 0, 0, 0, 0; unbiased 0, 0, 0, 0; debiased 0, 0, 0, 0.125; debiased with v an
+    augmentation of the anchor's datum 0, 0.125, 0, 0.208 (the spectral loss, for scale: 0.167,
+    0.042, 0.083, 0.125). The test holds 2 seeds of each below half the initial error."""
+    longer = {"train": {"duration": 20.0, "batch": 16, "lr": 0.5}, "run": {"record_every": 5.0}}
+    for loss in (
+        {"kind": "infonce"},
+        {"kind": "unbiased"},
+        {"kind": "debiased"},
+        {"kind": "debiased", "positives": "datum"},
+    ):
+        probe = spectral.simulate({"system": "spectral", **longer, "loss": loss}, seeds=2).metrics["probe_ens"]
+        assert np.all(probe[:, 0] > 0.5) and np.all(probe[:, -1] < probe[:, 0] / 2), (loss, probe[:, [0, -1]])
+
+
+def test_the_flow_and_gradient_descent_refuse_infonce_losses():
+    with pytest.raises(ConfigError, match="loss.kind = 'unbiased' has no exact flow here"):
+        spectral.solve({"system": "spectral", "loss": {"kind": "unbiased"}})
+    with pytest.raises(ConfigError, match="train.method = 'gd' is invalid: loss.kind = 'infonce' trains by sgd only"):
+        spectral.simulate({"system": "spectral", "loss": {"kind": "infonce"}, "train": {"method": "gd"}})

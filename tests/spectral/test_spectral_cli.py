@@ -106,6 +106,10 @@ def test_compare_over_the_batch_size_runs_the_gradient_descent_floor(tmp_path):
         (["--set", "encoder.features=file", "--set", "encoder.kind=linear"], "encoder.path"),
         (["--set", "train.batch=1"], "train.batch"),
         (["--set", "train.optimizer=adam", "--limit"], "has no gradient-flow limit"),
+        (["--set", "loss.kind=debiased", "--limit"], "loss.kind = 'debiased' has no exact flow here"),
+        (["--set", "loss.kind=infonce", "--set", "train.method=gd"], "trains by sgd only"),
+        (["--set", "loss.kind=unbiased", "--set", "loss.form=in_batch"], "loss.form"),
+        (["--set", "loss.kind=debiased", "--set", "loss.tau_plus=1.0"], "loss.tau_plus = 1.0 is invalid: must be < 1"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
