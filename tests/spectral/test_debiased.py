@@ -221,6 +221,7 @@ def test_debiased_training_without_a_class_prior_is_infonce_training(form):
     assert not np.array_equal(biased.metrics["sine"][:, 0], biased.metrics["sine"][:, -1])  # it trained
 
 
+@pytest.mark.slow  # a measurement, not a hard check; 16 s, four programs to compile
 def test_every_infonce_kind_learns_the_classes_of_the_default_graph():
     """Training works, no ranking asserted: on the default HSBM (3 classes, N = 24, k = 3) a short
     SGD run (T = 20, lr 0.5, B = 16) takes the ensembled probe error from 0.58 to, over 4 seeds:
