@@ -10,9 +10,9 @@ Importing dynsim turns on JAX's persistent compilation cache (:mod:`dynsim.engin
 where it lives, ``DYNSIM_CACHE_DIR``, ``DYNSIM_CACHE=off``).
 """
 
-import importlib
 import warnings
 
+from ._lazy import lazy_attributes
 from .engine import cache as _cache
 
 try:
@@ -45,12 +45,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'dynsim' has no attribute {name!r}")
-    module, attribute = _LAZY[name]
-    value = importlib.import_module(module)
-    return value if attribute is None else getattr(value, attribute)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -17,6 +17,7 @@ Example:
     -2.464188
 """
 
+from .._lazy import lazy_attributes
 from .config import SpectralConfig as SpectralConfig
 from .dynamics import Trajectory as Trajectory
 from .dynamics import simulate as simulate
@@ -31,11 +32,5 @@ from .graph import ring as ring
 from .graph import sparsest_partition as sparsest_partition
 from .graph import spectrum as spectrum
 
-
-def __getattr__(name: str):
-    # SYSTEM on first use: declaring it imports the figures and run directories (matplotlib, xarray).
-    if name == "SYSTEM":
-        from .system import SYSTEM
-
-        return SYSTEM
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# SYSTEM on first use: declaring it imports the figures and run directories (matplotlib, xarray).
+__getattr__ = lazy_attributes(__name__, {"SYSTEM": ("dynsim.spectral.system", "SYSTEM")})

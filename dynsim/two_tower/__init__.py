@@ -8,11 +8,7 @@ Gram matrices), ``param`` and ``gram`` (the two finite-width backends, sharing `
 ``system``, which declares :data:`SYSTEM` to the engine.
 """
 
+from .._lazy import lazy_attributes
 
-def __getattr__(name: str):
-    # SYSTEM on first use: declaring it imports the figures and run directories (matplotlib, xarray).
-    if name == "SYSTEM":
-        from .system import SYSTEM
-
-        return SYSTEM
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# SYSTEM on first use: declaring it imports the figures and run directories (matplotlib, xarray).
+__getattr__ = lazy_attributes(__name__, {"SYSTEM": ("dynsim.two_tower.system", "SYSTEM")})
