@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import math
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -277,15 +277,27 @@ class SpectralConfig(SystemConfig):
         return stage_steps([self.train.duration], self.train.lr)[0]
 
 
-def loss_plan(config: SpectralConfig) -> tuple:
-    """``Plan.loss``: ``("spectral",)``, or the InfoNCE kind with its defaults resolved
-    (τ⁺ = 1/r, N = 2B − 2)."""
+class LossPlan(NamedTuple):
+    """An InfoNCE loss of ``[loss]`` with its defaults resolved (static: it keys compiled programs)."""
+
+    kind: str
+    temperature: float
+    tau_plus: float
+    negatives: int
+    same_class: int
+    positives: str
+    form: str
+
+
+def loss_plan(config: SpectralConfig) -> LossPlan | None:
+    """``Plan.loss``: ``None`` for the spectral loss, else the InfoNCE loss with τ⁺ = 1/r and
+    N = 2B − 2 where unset."""
     loss = config.loss
     if loss.kind == "spectral":
-        return ("spectral",)
+        return None
     tau_plus = 1.0 / config.graph_object.num_classes if loss.tau_plus is None else loss.tau_plus
     negatives = 2 * config.train.batch - 2 if loss.negatives is None else loss.negatives
-    return (loss.kind, loss.temperature, tau_plus, negatives, loss.same_class, loss.positives, loss.form)
+    return LossPlan(loss.kind, loss.temperature, tau_plus, negatives, loss.same_class, loss.positives, loss.form)
 
 
 def load_config(source=None) -> SpectralConfig:

@@ -25,6 +25,7 @@ import optax
 from ..engine.optimizers import optimizer as engine_optimizer
 from ..engine.runner import scan_run
 from ..losses import spectral
+from .config import LossPlan
 from .debiased import debiased, debiased_g, in_batch, infonce, natural_sampler, unit
 from .graph import Graph, augmenter, pair_sampler
 from .observables import GraphArrays, observe, population_loss
@@ -47,7 +48,7 @@ class Plan(NamedTuple):
     record_every: int
     init_scale: float
     dtype: str
-    loss: tuple = ("spectral",)  # ("spectral",), or (kind, t, tau+, N, M, positives, form) of InfoNCE
+    loss: LossPlan | None = None  # None: the spectral loss
 
 
 class Inputs(NamedTuple):
@@ -90,7 +91,7 @@ def make_loss(plan: Plan, inputs: Inputs, step_key: jax.Array):
         return lambda params, step: population_loss(
             embedding(params, inputs.features), inputs.arrays.W, inputs.arrays.degrees
         )
-    if plan.loss[0] != "spectral":
+    if plan.loss is not None:
         return make_infonce_loss(plan, inputs, step_key)
     sample = pair_sampler(plan.graph)
 
@@ -112,7 +113,7 @@ def make_infonce_loss(plan: Plan, inputs: Inputs, step_key: jax.Array):
     natural point of the anchor's class (``positives = "class"``) or the anchor's own (``"datum"``),
     augmented afresh.
     """
-    kind, t, tau_plus, count, same_count, positives, form = plan.loss
+    kind, t, tau_plus, count, same_count, positives, form = plan.loss  # a LossPlan
     marginal, same, other = natural_sampler(plan.graph)
     augment, labels = augmenter(plan.graph), jnp.asarray(plan.graph.labels)
 
@@ -140,7 +141,7 @@ def make_infonce_loss(plan: Plan, inputs: Inputs, step_key: jax.Array):
 
 def sparse(plan: Plan) -> bool:
     """Whether a run takes :func:`make_sparse_step`: plain SGD on spectral minibatches of the tabular encoder."""
-    return plan.method == "sgd" and plan.optimizer == "sgd" and plan.encoder == "tabular" and plan.loss[0] == "spectral"
+    return plan.method == "sgd" and plan.optimizer == "sgd" and plan.encoder == "tabular" and plan.loss is None
 
 
 def make_sparse_step(plan: Plan, step_key: jax.Array):

@@ -93,8 +93,8 @@ def estimate(config: SpectralConfig) -> list[Term]:
         similarities = SIMILARITY_COPIES * train.batch**2 * itemsize
         terms.append(Term("step similarities (B × B)", similarities, ("train.batch",), SEED, RUN))
     loss = loss_plan(config)
-    if loss[0] != "spectral" and loss[-1] == "general":
-        draws = DRAW_COPIES * train.batch * (loss[3] + loss[4] + 2) * (k + rows) * itemsize
+    if loss is not None and loss.form == "general":
+        draws = DRAW_COPIES * train.batch * (loss.negatives + loss.same_class + 2) * (k + rows) * itemsize
         fields = ("train.batch", "loss.negatives", "loss.same_class", "encoder.k")
         terms.append(Term("InfoNCE draws (B × (N + M + 2) embeddings)", draws, fields, SEED, RUN))
     return terms

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._lazy import lazy_attributes
 from ..engine import exported
 from ..engine.config import ConfigError
 from ..engine.infinite import DEFAULT_SOLVER, Integration, SolverError, check_solver_name
@@ -41,13 +42,8 @@ DEFAULT_MAX_STEPS = 100_000
 __all__ = ["ODESolution", "SOLVERS", "SolverError", "solve", "solve_batch"]  # noqa: F822 (SOLVERS: __getattr__)
 
 
-def __getattr__(name: str):
-    # SOLVERS (name -> diffrax solver class) on first use: it imports diffrax.
-    if name == "SOLVERS":
-        from ..engine.integrate import SOLVERS
-
-        return SOLVERS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# SOLVERS (name -> diffrax solver class) on first use: it imports diffrax.
+__getattr__ = lazy_attributes(__name__, {"SOLVERS": ("dynsim.engine.integrate", "SOLVERS")})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,8 +313,9 @@ def _solve(configs: list[Config], ts, *, batched: bool, rtol, atol, solver, max_
     options["max_steps"] = int(max_steps)
     with jax.enable_x64(True):
         if solver is None or isinstance(solver, str):  # a named solver: the program is kept exported
-            name = ("two_tower.ode", check_solver_name(solver or DEFAULT_SOLVER), *sorted(options.items()))
-            build = functools.partial(_flat_program, solver=solver or DEFAULT_SOLVER, **options)
+            named = check_solver_name(solver or DEFAULT_SOLVER)
+            name = ("two_tower.ode", named, *sorted(options.items()))
+            build = functools.partial(_flat_program, solver=named, **options)
             values, out = exported.call(name, build, tuple(args), times, np.float64(ends))
         else:  # a diffrax solver instance: traced in this process
             values, out = _flat_program(solver=solver, **options)(tuple(args), times, np.float64(ends))
