@@ -205,6 +205,7 @@ class RunConfig(engine_config.RunConfig):
     modes: int = field(
         8, "leading eigenvectors of the normalized adjacency whose captured mass is recorded", "integer", low=1
     )
+    probe_shots: int = field(2, "labeled natural points per class of the few-label probe (probe_few)", "integer", low=1)
 
     def __post_init__(self):
         object.__setattr__(self, "values", as_tuple(self.values))

@@ -113,25 +113,26 @@ def class_prior(graph: Graph) -> np.ndarray:
     return np.bincount(graph.labels, weights=graph.prior, minlength=graph.num_classes)
 
 
-def expectations(graph: Graph, similarity: np.ndarray, c: int, t: float) -> dict[str, float]:
-    r"""Exact :math:`\mathbb E[e^{s(x, x')/t}]` over the three distributions of x' for an anchor of
-    class ``c``, ``similarity[x']`` = s(x, x') for every augmented point x':
+def expectations(graph: Graph, similarity: np.ndarray, t: float) -> dict[str, np.ndarray]:
+    r"""Exact :math:`\mathbb E[e^{s(x, x')/t}]` over the three distributions of x' for anchors x,
+    ``similarity[..., x']`` = s(x, x') for every augmented point x':
 
-    - ``"p"``: :math:`x' \sim p`, a natural point drawn from P and augmented by A;
-    - ``"same"``: :math:`x' \sim p^+_c`, the natural point drawn from P given y = c;
-    - ``"other"``: :math:`x' \sim p^-_c`, drawn from P given y ≠ c.
+    - ``"p"`` (...,): :math:`x' \sim p`, a natural point drawn from P and augmented by A;
+    - ``"same"`` (..., r): :math:`x' \sim p^+_c` for each class c, the natural point drawn from P
+      given y = c;
+    - ``"other"`` (..., r): :math:`x' \sim p^-_c`, drawn from P given y ≠ c.
 
     Sums over the natural points and the augmentation kernel (``graph.aug``), float64.
     """
     values = np.exp(np.asarray(similarity, np.float64) / t)
-    in_class = graph.labels == c
-    augmented = graph.aug @ values  # E[e^{s/t} | x̄], per natural point
-    prior = graph.prior
-    return {
-        "p": float(prior @ augmented),
-        "same": float(prior[in_class] @ augmented[in_class] / prior[in_class].sum()),
-        "other": float(prior[~in_class] @ augmented[~in_class] / prior[~in_class].sum()),
-    }
+    members = np.eye(graph.num_classes)[graph.labels] * graph.prior[:, None]  # (N̄, r) P(x̄) 1[y(x̄) = c]
+    augmented = values @ graph.aug.T  # E[e^{s/t} | x̄], per natural point
+    mass = members.sum(axis=0)
+    total = augmented @ graph.prior
+    same = augmented @ members
+    with np.errstate(divide="ignore", invalid="ignore"):  # one class: no other class, NaN
+        other = (total[..., None] - same) / (1.0 - mass)
+    return {"p": total, "same": same / mass, "other": other}
 
 
 def natural_sampler(graph: Graph):

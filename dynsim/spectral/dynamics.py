@@ -28,7 +28,7 @@ from .memory import check_memory
 from .observables import GraphArrays, graph_arrays, observe
 
 COORDINATE_DIMS = {"eig": "component", "mass": "mode"}
-METRICS = ("loss", "gap", "sine", "probe_aug", "probe_ens")
+METRICS = ("loss", "gap", "sine", "probe_aug", "probe_ens", "probe_few", "class_sine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,10 @@ class Trajectory:
         mass: ‖Fᵀu_i‖², the squared norm of F along the i-th eigenvector of Ā, (seeds, T, modes).
         metrics: ``loss`` (population loss L(Φ)), ``gap`` (L − L*), ``sine`` (largest principal-angle
             sine between span F and span U_k), ``probe_aug`` and ``probe_ens`` (errors of the
-            least-squares probe on augmented points and ensembled on natural data), each (seeds, T).
+            least-squares probe on augmented points and ensembled on natural data), ``probe_few``
+            (ensembled error of the probe fit to ``run.probe_shots`` labeled points per class),
+            ``class_sine`` (distance of span F to the class directions), each (seeds, T). The
+            InfoNCE losses (``loss.kind``) observe their unit-norm embedding f(x)/‖f(x)‖.
     """
 
     times: np.ndarray
@@ -110,16 +113,16 @@ def node_features(config: SpectralConfig, key: jax.Array) -> jax.Array | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _arrays(graph: Graph, k: int, modes: int, x64: bool) -> GraphArrays:
+def _arrays(graph: Graph, k: int, modes: int, shots: int, x64: bool) -> GraphArrays:
     del x64  # part of the key: the arrays take the precision of the context they are made in
-    return graph_arrays(graph, k, modes)
+    return graph_arrays(graph, k, modes, shots)
 
 
 def inputs_of(config: SpectralConfig, data_key: jax.Array, dtype: str) -> Inputs:
     """The traced :class:`Inputs` in ``dtype``: the graph's arrays (``run.modes`` capped at N) and the features."""
     graph = config.graph_object
     modes = min(config.run.modes, graph.num_nodes)
-    arrays = _arrays(graph, config.encoder.k, modes, jax.config.jax_enable_x64)
+    arrays = _arrays(graph, config.encoder.k, modes, config.run.probe_shots, jax.config.jax_enable_x64)
     features = node_features(config, data_key)
     return Inputs(arrays, None if features is None else features.astype(jnp.dtype(dtype)))
 

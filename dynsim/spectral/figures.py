@@ -40,6 +40,8 @@ METRIC_PANELS = {
     "sine": ("distance to the top-k eigenspace", r"$\sin\theta_{\max}(\mathrm{span}\,F,\ U_k)$", "log"),
     "probe_aug": ("linear probe, augmented points", "error"),
     "probe_ens": ("linear probe, ensembled over augmentations", "error"),
+    "probe_few": ("linear probe from a few labeled points, ensembled", "error"),
+    "class_sine": ("distance to the class directions", r"$\|(I - P_F)\,C\|_2$"),
     "loss": ("population loss", r"$L(\Phi)$"),
 }
 

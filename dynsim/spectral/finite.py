@@ -11,7 +11,8 @@ case: plain SGD on the tabular encoder touches only the 2B rows of its pairs, an
 those (:func:`make_sparse_step`): the same arithmetic as the dense optax update, without forming
 the N × k gradient, which bounds the dense step at large N (docs/performance.md). Every record
 observes Φ with :func:`dynsim.spectral.observables.observe`, so finite runs and the exact flow
-report the same quantities.
+report the same quantities; InfoNCE runs observe their unit-norm embedding, the f they are
+trained as.
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ def simulate_seed(key: jax.Array, inputs: Inputs, plan: Plan):
     params = initial_params(init_key, plan)
 
     def observe_fn(state, step):
-        return observe(embedding(state[0], inputs.features), inputs.arrays)
+        phi = embedding(state[0], inputs.features)
+        return observe(phi if plan.loss is None else unit(phi), inputs.arrays)
 
     if sparse(plan):
         state = (params, jnp.zeros(2 * plan.batch, jnp.int32))

@@ -38,6 +38,9 @@ class GraphArrays(NamedTuple):
         q: (N, r) q(x, c) = Σ_{x̄: y(x̄)=c} P(x̄) A(x|x̄).
         bayes: (N, r) one-hot Bayes labels ŷ(x).
         minimum: () L* = −Σ_{i≤k} γ_i².
+        classes: (N, r) orthonormal basis of span{D^{1/2} 1[ŷ(x) = c]}, the class directions in F-space.
+        shot_weights: (N,) ω_x = Σ_{x̄ ∈ S} A(x|x̄) over the labeled natural points S.
+        shot_targets: (N, r) Σ_{x̄ ∈ S} A(x|x̄) e_{y(x̄)} / ω_x^{1/2} (0 where ω_x = 0).
     """
 
     gammas: Float[Array, " N"]
@@ -51,20 +54,43 @@ class GraphArrays(NamedTuple):
     q: Float[Array, "N r"]
     bayes: Float[Array, "N r"]
     minimum: Float[Array, ""]
+    classes: Float[Array, "N r"]
+    shot_weights: Float[Array, " N"]
+    shot_targets: Float[Array, "N r"]
 
 
-def graph_arrays(graph: Graph, k: int, modes: int) -> GraphArrays:
+def labeled_points(graph: Graph, shots: int) -> np.ndarray:
+    """The few-label probe's labeled natural points S: per class, the first ``shots`` of a fixed
+    random order (``default_rng(0)``; every class's own points if it has fewer), sorted."""
+    order = np.random.default_rng(0).permutation(graph.labels.size)
+    chosen = [order[graph.labels[order] == c][:shots] for c in range(graph.num_classes)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _class_basis(graph: Graph) -> np.ndarray:
+    """Orthonormal columns spanning D^{1/2} times the Bayes-label indicators (empty classes dropped)."""
+    indicators = np.sqrt(graph.degrees)[:, None] * np.eye(graph.num_classes)[bayes_labels(graph)]
+    indicators = indicators[:, indicators.any(axis=0)]  # disjoint supports: orthogonal already
+    return indicators / np.linalg.norm(indicators, axis=0)
+
+
+def graph_arrays(graph: Graph, k: int, modes: int, shots: int = 2) -> GraphArrays:
     """The :class:`GraphArrays` of a graph at embedding dimension k (float64; forms W).
 
     Args:
         graph: the graph.
         k: embedding dimension, 1 ≤ k ≤ N.
         modes: how many leading eigenvectors :func:`observe` reports the mass on, 1 ≤ modes ≤ N.
+        shots: labeled natural points per class of the few-label probe (:func:`labeled_points`).
 
     Returns:
         The arrays.
     """
     gammas, vectors = eigensystem(graph)
+    labeled = labeled_points(graph, shots)
+    aug = graph.aug[labeled]  # (|S|, N)
+    weights = aug.sum(axis=0)
+    targets = aug.T @ np.eye(graph.num_classes)[graph.labels[labeled]]
     if not 1 <= modes <= graph.num_nodes:
         raise ValueError(f"modes = {modes!r} is invalid: must be an integer in [1, {graph.num_nodes}]")
     return GraphArrays(
@@ -79,6 +105,9 @@ def graph_arrays(graph: Graph, k: int, modes: int) -> GraphArrays:
         q=jnp.asarray(class_mass(graph)),
         bayes=jnp.asarray(np.eye(graph.num_classes)[bayes_labels(graph)]),
         minimum=jnp.asarray(minimum(graph, k)),
+        classes=jnp.asarray(_class_basis(graph)),
+        shot_weights=jnp.asarray(weights),
+        shot_targets=jnp.asarray(targets / np.sqrt(np.where(weights > 0, weights, 1.0))[:, None]),
     )
 
 
@@ -128,6 +157,15 @@ def _first_max(scores: Float[Array, "n r"]) -> Int[Array, " n"]:
     return jnp.argmax(scores >= jnp.max(scores, axis=1, keepdims=True) - tolerance, axis=1)
 
 
+def _errors_of(phi: Float[Array, "N k"], head: Float[Array, "k r"], arrays: GraphArrays):
+    """(augmented, ensembled) errors of the linear classifier g(x) = argmax_c (Hᵀf(x))_c."""
+    predicted = jax.nn.one_hot(_first_max(phi @ head), arrays.q.shape[1], dtype=phi.dtype)
+    augmented = 1.0 - jnp.sum(arrays.q * predicted)
+    vote = _first_max(arrays.aug @ predicted)
+    ensembled = jnp.sum(jnp.where(vote != arrays.labels, arrays.prior, 0.0))
+    return augmented, ensembled
+
+
 def probe_errors(phi: Float[Array, "N k"], arrays: GraphArrays) -> tuple[Float[Array, ""], Float[Array, ""]]:
     r"""Errors of the least-squares linear probe fit to the Bayes labels (§3).
 
@@ -144,11 +182,16 @@ def probe_errors(phi: Float[Array, "N k"], arrays: GraphArrays) -> tuple[Float[A
     """
     sqrt_w = jnp.sqrt(arrays.degrees)
     head = lapack.pinv(sqrt_w[:, None] * phi) @ (sqrt_w[:, None] * arrays.bayes)
-    predicted = jax.nn.one_hot(_first_max(phi @ head), arrays.q.shape[1], dtype=phi.dtype)
-    augmented = 1.0 - jnp.sum(arrays.q * predicted)
-    vote = _first_max(arrays.aug @ predicted)
-    ensembled = jnp.sum(jnp.where(vote != arrays.labels, arrays.prior, 0.0))
-    return augmented, ensembled
+    return _errors_of(phi, head, arrays)
+
+
+def few_label_error(phi: Float[Array, "N k"], arrays: GraphArrays) -> Float[Array, ""]:
+    r"""Ensembled error of the least-squares probe fit to the few labeled natural points S only:
+    H = argmin_H Σ_{x̄∈S} Σ_x A(x|x̄) \|e_{y(x̄)} − Hᵀf(x)\|² (no bias, minimum norm), judged like
+    :func:`probe_errors` on all the data, Pr_{x̄∼P}[ḡ(x̄) ≠ y(x̄)]."""
+    sqrt_w = jnp.sqrt(arrays.shot_weights)
+    head = lapack.pinv(sqrt_w[:, None] * phi) @ arrays.shot_targets
+    return _errors_of(phi, head, arrays)[1]
 
 
 def _cast(arrays: GraphArrays, dtype) -> GraphArrays:
@@ -164,7 +207,10 @@ def observe(phi: Float[Array, "N k"], arrays: GraphArrays) -> dict[str, Array]:
     - ``sine``: sin θ_max(span F, span U_k) (:func:`subspace_sine`);
     - ``mass``: (modes,) ‖Fᵀu_i‖², the squared norm of F along each leading eigenvector u_i;
     - ``probe_aug``, ``probe_ens``: augmented and ensembled errors of the least-squares probe
-      (:func:`probe_errors`).
+      (:func:`probe_errors`);
+    - ``probe_few``: ensembled error of the probe fit to a few labeled points (:func:`few_label_error`);
+    - ``class_sine``: :math:`\|(I - P_F) C\|_2` for C the class directions (``arrays.classes``):
+      0 when span F holds every class indicator, so a linear probe can separate the classes.
 
     Args:
         phi: (N, k) Φ, row x is f(x).
@@ -185,4 +231,6 @@ def observe(phi: Float[Array, "N k"], arrays: GraphArrays) -> dict[str, Array]:
         "mass": jnp.sum((arrays.modes.T @ F) ** 2, axis=1),
         "probe_aug": probe_aug,
         "probe_ens": probe_ens,
+        "probe_few": few_label_error(phi, arrays),
+        "class_sine": subspace_sine(F, arrays.classes),
     }

@@ -27,7 +27,7 @@ from .graph import eigensystem, probe_bounds
 from .memory import check_memory
 from .reproduce import reproduce_spectral
 
-SUMMARY_METRICS = ("gap", "sine", "probe_aug", "probe_ens", "loss")
+SUMMARY_METRICS = ("gap", "sine", "probe_aug", "probe_ens", "probe_few", "class_sine", "loss")
 EIGENVALUE_TOLERANCE = 1e-9  # eigenvalues closer than this form one degenerate group
 
 

@@ -244,3 +244,43 @@ def test_observe_jits_vmaps_and_follows_dtype():
     assert float(zero["probe_aug"]) == pytest.approx(2 / 3, abs=1e-12)
     shapes = jax.eval_shape(observables.observe, phis[0].astype(jnp.float32), arrays)  # traced, not compiled
     assert {shape.dtype for shape in shapes.values()} == {jnp.dtype(jnp.float32)}
+
+
+@pytest.mark.parametrize(("family", "shots"), [("hsbm", 1), ("hsbm", 3), ("ring", 2)])
+def test_few_label_probe_matches_a_least_squares_fit_over_labeled_augmentations(family, shots, tmp_path):
+    graph = GRAPHS[family](tmp_path)
+    labeled = observables.labeled_points(graph, shots)
+    assert [np.sum(graph.labels[labeled] == c) for c in range(graph.num_classes)] == [shots] * graph.num_classes
+    phi = np.random.default_rng(1).normal(size=(graph.num_nodes, 4))
+    # one weighted row per (labeled natural point, augmentation) pair, solved by lstsq
+    rows = [(xbar, x) for xbar in labeled for x in range(graph.num_nodes) if graph.aug[xbar, x] > 0]
+    scale = np.sqrt([graph.aug[xbar, x] for xbar, x in rows])[:, None]
+    design = scale * phi[[x for _, x in rows]]
+    targets = scale * np.eye(graph.num_classes)[[graph.labels[xbar] for xbar, _ in rows]]
+    head = np.linalg.lstsq(design, targets, rcond=None)[0]
+    predicted = np.argmax(phi @ head, axis=1)
+    error = 0.0
+    for xbar in range(graph.labels.size):
+        votes = [
+            sum(graph.aug[xbar, x] for x in range(graph.num_nodes) if predicted[x] == c)
+            for c in range(graph.num_classes)
+        ]
+        error += graph.prior[xbar] * (int(np.argmax(votes)) != graph.labels[xbar])
+    with jax.enable_x64(True):
+        arrays = observables.graph_arrays(graph, 4, 1, shots)
+        assert float(jax.jit(observables.few_label_error)(jnp.asarray(phi), arrays)) == pytest.approx(error, abs=1e-12)
+
+
+def test_class_sine_is_the_sine_to_the_class_eigenvectors_on_the_hsbm_and_zero_at_class_collapse():
+    graph = spectral_graph.hsbm(*ILLUSTRATION)  # γ = 1, 0.856 (×2): the top r = 3 eigenvectors are the classes'
+    gammas, vectors = spectral_graph.eigensystem(graph)
+    assert gammas[2] - gammas[3] > 0.1
+    with jax.enable_x64(True):
+        arrays = observables.graph_arrays(graph, 5, 1)
+        for seed in range(3):
+            phi = jnp.asarray(np.random.default_rng(seed).normal(size=(graph.num_nodes, 5)))
+            F = jnp.sqrt(arrays.degrees)[:, None] * phi
+            expected = float(subspace_sine(F, jnp.asarray(vectors[:, :3])))
+            assert float(observe(phi, arrays)["class_sine"]) == pytest.approx(expected, abs=1e-10)
+        collapsed = observe(jnp.asarray(np.eye(5)[graph.labels]), arrays)
+        assert float(collapsed["class_sine"]) < 1e-12 and float(collapsed["probe_few"]) == 0.0

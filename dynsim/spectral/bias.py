@@ -1,0 +1,190 @@
+r"""How far the debiased loss is from its target, by sampling against exact expectations (spec §4).
+
+For a fixed embedding f on an augmentation graph, every expectation over the data is a finite
+sum (:func:`~dynsim.spectral.debiased.expectations`), so the target of the estimator is known per
+anchor. One draw is a natural point x̄ ∼ P, its two augmentations x (anchor) and x⁺ (positive),
+class c = y(x̄), and with :math:`\mathrm{pos} = e^{s(x,x^+)/t}` and weight Q:
+
+- the *reference*
+  :math:`\tilde\ell^Q = -\log\frac{\mathrm{pos}}{\mathrm{pos} + Q\,\mathbb E_{x^-\sim p^-_c}[e^{s(x,x^-)/t}]}`,
+  the asymptotic loss :math:`\tilde L^Q` of Chuang et al. (the mean of :math:`\tilde\ell^Q`);
+- the *debiased* :math:`\ell^{N,M} = -\log\frac{\mathrm{pos}}{\mathrm{pos} + Q g}` with g from N
+  draws u ∼ p and M draws v (same class, or augmentations of x̄ itself: ``positives``), clipped;
+- the *unbiased* :math:`\ell^N_{\mathrm{unb}}`, with Q times the mean of :math:`e^{s/t}` over N
+  draws from :math:`p^-_c`.
+
+``negatives=None`` or ``same=None`` puts the exact expectation in place of the sample mean
+(N or M = ∞). The paper's loss has Q = N (``weight=None``).
+
+What to expect [D]: :math:`\ell^{N,M}` is a smooth function of g (for g above the clip), and g
+is a mean of N and M independent terms, so the typical deviation
+:math:`\mathbb E|\ell^{N,M} - \tilde\ell^Q|` falls like :math:`N^{-1/2}` and :math:`M^{-1/2}`
+(the rate of the bound in Chuang et al., Theorem 3) while the bias of the mean,
+:math:`\mathbb E[\ell^{N,M}] - \tilde L^Q`, is second order (Jensen) and falls like
+:math:`N^{-1}` and :math:`M^{-1}`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..engine.compare import fit_slope
+from .debiased import expectations, natural_sampler
+from .graph import Graph, augmenter
+
+QUANTITIES = ("bias", "deviation", "unbiased_bias")
+
+
+def _tables(graph: Graph, phi: np.ndarray, t: float):
+    """Shifted tables: e^{(s−1)/t} (N, N) and the exact expectations of every anchor (N,), (N, r)."""
+    f = np.asarray(phi, np.float64)
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    similarity = f @ f.T
+    exact = expectations(graph, similarity, t)
+    shift = np.exp(-1.0 / t)
+    datum = np.exp((similarity - 1.0) / t) @ graph.aug.T  # (N, N̄): E[e^{(s−1)/t} | x̄]
+    return (
+        jnp.asarray(np.exp((similarity - 1.0) / t)),
+        jnp.asarray(exact["p"] * shift),
+        jnp.asarray(exact["same"] * shift),
+        jnp.asarray(exact["other"] * shift),
+        jnp.asarray(datum),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("graph", "weight", "negatives", "same", "positives", "chunk", "chunks"))
+def _sample(key, tables, tau_plus, t, *, graph, weight, negatives, same, positives, chunk, chunks):
+    values, over_p, over_same, over_other, over_datum = tables
+    marginal, same_class, other_class = natural_sampler(graph)
+    augment, labels = augmenter(graph), jnp.asarray(graph.labels)
+
+    def mean_over(key, x, xbar):  # mean of e^{(s(x, x')−1)/t} over augmentations of the natural points xbar
+        return jnp.mean(values[x[:, None], augment(key, xbar)], axis=1)
+
+    def one_chunk(key):
+        keys = jax.random.split(key, 8)
+        xbar = marginal(keys[0], (chunk,))
+        c = labels[xbar]
+        x, x_plus = augment(keys[1], xbar), augment(keys[2], xbar)
+        pos = values[x, x_plus]
+        reference = jnp.log(pos + weight * over_other[x, c]) - jnp.log(pos)
+        if negatives is None:
+            u = over_p[x]
+        else:
+            u = mean_over(keys[3], x, marginal(keys[4], (chunk, negatives)))
+        if same is None:
+            v = over_same[x, c] if positives == "class" else over_datum[x, xbar]
+        else:
+            drawn = same_class(keys[5], jnp.repeat(c[:, None], same, axis=1)) if positives == "class" else None
+            v = mean_over(keys[6], x, drawn if drawn is not None else jnp.repeat(xbar[:, None], same, axis=1))
+        g = jnp.maximum((u - tau_plus * v) / (1.0 - tau_plus), jnp.exp(-2.0 / t))
+        debiased = jnp.log(pos + weight * g) - jnp.log(pos)
+        if negatives is None:
+            unbiased = reference
+        else:
+            drawn = other_class(keys[7], jnp.repeat(c[:, None], negatives, axis=1))
+            unbiased = jnp.log(pos + weight * mean_over(keys[3], x, drawn)) - jnp.log(pos)
+        difference = debiased - reference
+        return jnp.stack([jnp.mean(difference), jnp.mean(jnp.abs(difference)), jnp.mean(unbiased - reference)])
+
+    return jax.lax.map(one_chunk, jax.random.split(key, chunks))
+
+
+def sample_bias(
+    graph: Graph,
+    phi: np.ndarray,
+    *,
+    t: float,
+    tau_plus: float,
+    negatives: int | None,
+    same: int | None,
+    weight: float | None = None,
+    positives: str = "class",
+    draws: int = 65536,
+    chunk: int = 1024,
+    key: jax.Array | None = None,
+) -> dict[str, float]:
+    r"""Monte Carlo over ``draws`` anchors (in float64) of the debiased and unbiased losses against
+    the reference :math:`\tilde\ell^Q` of the same anchor and positive (module docstring).
+
+    Args:
+        graph: a family graph (natural points to draw).
+        phi: (N, k) embedding of every node, normalized here to unit rows.
+        t: temperature; tau_plus: the estimator's class prior τ⁺ in [0, 1).
+        negatives: N, draws u ∼ p (and from p⁻ for the unbiased loss); None: the exact expectation.
+        same: M, draws v; None: the exact expectation.
+        weight: Q; None: Q = N (``negatives`` must then be a number).
+        positives: ``"class"`` (v ∼ p⁺_c, the estimator's assumption) or ``"datum"`` (v an
+            augmentation of the anchor's own x̄, what practice does).
+        draws, chunk: anchors in all and per compiled chunk (``draws`` rounds up to chunks).
+        key: PRNG key; default ``PRNGKey(0)``.
+
+    Returns:
+        ``bias`` :math:`\mathbb E[\ell^{N,M} - \tilde\ell^Q]`, ``deviation``
+        :math:`\mathbb E|\ell^{N,M} - \tilde\ell^Q|`, ``unbiased_bias``
+        :math:`\mathbb E[\ell^N_{\mathrm{unb}} - \tilde\ell^Q]`, each with its standard error
+        (``<name>_se``, across chunks), and ``reference`` :math:`\tilde L^Q` exact.
+    """
+    if weight is None:
+        if negatives is None:
+            raise ValueError("weight Q is required when negatives is None (N = ∞)")
+        weight = float(negatives)
+    chunks = max(1, -(-draws // chunk))
+    key = jax.random.PRNGKey(0) if key is None else key
+    with jax.enable_x64(True):
+        tables = _tables(graph, phi, t)
+        per_chunk = np.asarray(
+            _sample(
+                key,
+                tables,
+                tau_plus,
+                t,
+                graph=graph,
+                weight=float(weight),
+                negatives=negatives,
+                same=same,
+                positives=positives,
+                chunk=chunk,
+                chunks=chunks,
+            )
+        )
+    out = {"reference": reference_loss(graph, phi, t, weight)}
+    for name, column in zip(QUANTITIES, per_chunk.T, strict=True):
+        out[name] = float(column.mean())
+        out[f"{name}_se"] = float(column.std(ddof=1) / np.sqrt(chunks)) if chunks > 1 else float("nan")
+    return out
+
+
+def reference_loss(graph: Graph, phi: np.ndarray, t: float, weight: float) -> float:
+    r""":math:`\tilde L^Q = \sum_{\bar x} P(\bar x) \sum_{x, x^+} A(x|\bar x) A(x^+|\bar x)
+    \log\big(1 + Q\,\mathbb E_{p^-_{y(\bar x)}}[e^{s(x,\cdot)/t}] / e^{s(x,x^+)/t}\big)`, by
+    enumerating every natural point and pair of augmentations (float64)."""
+    f = np.asarray(phi, np.float64)
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    similarity = f @ f.T
+    other = expectations(graph, similarity, t)["other"][:, graph.labels]  # (N, N̄) at the class of x̄
+    loss = np.log1p(weight * other[:, :, None] / np.exp(similarity / t)[:, None, :])  # (x, x̄, x⁺)
+    return float(np.einsum("b,bx,by,xby->", graph.prior, graph.aug, graph.aug, loss))
+
+
+def bias_curve(graph: Graph, phi: np.ndarray, axis: str, values, **options) -> dict:
+    """:func:`sample_bias` at every value of ``axis`` (``"negatives"`` or ``"same"``), and the
+    fitted log-log slope of each of ``deviation``, ``|bias|`` and ``|unbiased_bias|`` against it.
+
+    Returns:
+        ``{"values", "rows", "slopes": {name: (slope, (low, high))}}``; a slope is NaN where a
+        quantity is not positive at every value (no bias to fit, or sampling noise above it).
+    """
+    rows = [sample_bias(graph, phi, **options, **{axis: int(value)}) for value in values]
+    slopes = {}
+    for name in QUANTITIES:
+        magnitude = np.abs([row[name] for row in rows])
+        if np.all(magnitude > 0) and len(values) > 2:
+            slopes[name] = fit_slope(np.asarray(values, float), magnitude[:, None])
+        else:
+            slopes[name] = (float("nan"), (float("nan"), float("nan")))
+    return {"values": list(values), "rows": rows, "slopes": slopes}
