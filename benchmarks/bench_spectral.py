@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch_peer
 import torch_spectral_peer as peer
-from _common import markdown_table, ratio_text, summary, timed, write_record
+from _common import markdown_table, matmul_gflops, ratio_text, summary, timed, write_record
 from scipy.integrate import solve_ivp
 
 from dynsim.engine.integrate import integrate, resolve_solver
@@ -98,24 +98,6 @@ class Run(NamedTuple):
 
 
 # --- machine ceilings ---------------------------------------------------------------------------
-
-
-def matmul_gflops(m: int, inner: int, n: int, dtype=jnp.float32, steps: int = 50) -> float:
-    """GFLOP/s of an ``m × inner`` by ``inner × n`` product, ``steps`` of them in one ``lax.scan`` (a scalar
-    carried through the smaller operand keeps each product in the loop); the best of 5 runs, as a ceiling
-    (a busy machine only ever slows a run)."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (m, inner), dtype)
-    b = jax.random.normal(jax.random.PRNGKey(1), (inner, n), dtype)
-
-    def run(a, b):
-        def one(c, _):
-            product = (a + c) @ b if m * inner <= inner * n else a @ (b + c)
-            return c + product[0, 0] * 1e-9, None
-
-        return jax.lax.scan(one, jnp.zeros((), dtype), None, length=steps)[0]
-
-    seconds = min(timed(jax.jit(run), a, b, repeats=5))
-    return 2 * m * inner * n * steps / seconds / 1e9
 
 
 def axpy_gbs(shape: tuple[int, int], steps: int = 50) -> float:

@@ -344,15 +344,16 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep 
 
 @app.command()
 def reproduce(
-    figure: Annotated[str, typer.Argument(help="What to reproduce: fig1 (two_tower), spectral.")],
+    figure: Annotated[str, typer.Argument(help="What to reproduce: fig1 (two_tower), spectral, debiased.")],
     quick: Annotated[
         bool,
         typer.Option(
             help="A small variant: fig1 (r = 4, n = 12) under a minute on 2 CPU cores (the full one: about 70 s); "
-            "spectral: a few minutes."
+            "spectral, debiased: a few minutes."
         ),
     ] = False,
     out: Annotated[Path | None, typer.Option(help="Output directory (default runs/<figure>).")] = None,
+    device: DeviceOption = None,
     quiet: QuietOption = False,
 ):
     """Reproduce a figure set of a source: its runs (each a run directory that resumes like sweep),
@@ -367,6 +368,9 @@ def reproduce(
 
     spectral: spectral contrastive learning on the augmentation graph (docs/spectral.md).
 
+    debiased: biased, debiased and unbiased InfoNCE on augmentation graphs, and the debiased
+    estimator's bias (docs/spectral.md#debiased-contrastive-learning).
+
     Examples:
 
         dynsim reproduce fig1 --quick
@@ -374,14 +378,20 @@ def reproduce(
         dynsim reproduce fig1 --out runs/fig1-full
 
         dynsim reproduce spectral --quick
+
+        dynsim reproduce debiased --device gpu
     """
     targets = registry.reproduce_targets()
     if figure not in targets:
         raise _Fail(f"unknown figure {figure!r}: dynsim reproduce knows {', '.join(targets)}")
     system, target = targets[figure]
+    if device is not None:
+        select_devices(device)  # fail now, in one line, if the device is missing
 
-    def sweep(config, floor: bool = False):
-        return _sweep_with_progress(system, config, quiet, with_limit=True, floor=floor)
+    def sweep(config, floor: bool = False, limit: bool = True):
+        if device is not None:
+            config = with_overrides(config, {"run": {"device": device}})
+        return _sweep_with_progress(system, config, quiet, with_limit=limit, floor=floor)
 
     report = target(Path("runs") / figure if out is None else out, quick, sweep)
     if not quiet:

@@ -48,10 +48,11 @@ METRIC_PANELS = {
 
 def predicted_exits(config: SpectralConfig) -> np.ndarray:
     r"""Predicted plateau exits :math:`N \ln(\gamma/s_0)/(8\gamma)` of each distinct eigenvalue among
-    the top k (module docstring), for the tabular encoder on a regular graph; empty elsewhere,
-    where no closed-form prediction applies."""
+    the top k (module docstring), for the spectral loss of the tabular encoder on a regular graph;
+    empty elsewhere, where no closed-form prediction applies."""
     graph = config.graph_object
-    if config.encoder.kind != "tabular" or np.ptp(graph.degrees) > 1e-12 * graph.degrees.max():
+    spectral_loss = config.loss.kind == "spectral"
+    if not spectral_loss or config.encoder.kind != "tabular" or np.ptp(graph.degrees) > 1e-12 * graph.degrees.max():
         return np.array([])
     nodes = graph.num_nodes
     s0 = config.encoder.k * config.encoder.init_scale**2 / nodes
@@ -201,4 +202,106 @@ def error_panels(comparisons: list, path: Path) -> Path:
     for ax, comparison in zip(np.atleast_1d(axes), comparisons, strict=True):
         error_axes(ax, comparison)
     fig.suptitle("(d) error against the exact flow: bands are mean ± sd over seeds")
+    return save(fig, path)
+
+
+LOSS_COLORS = {
+    "biased": "tab:red",
+    "debiased (class v)": "tab:blue",
+    "debiased (datum v)": "tab:cyan",
+    "unbiased": "tab:green",
+    "spectral loss": "tab:gray",
+}
+
+
+def accuracy_figure(rows: list[dict], optimum: list[dict], training: dict, path: Path) -> Path:
+    """``dynsim reproduce debiased`` (a): the few-label probe error (mean ± sd over seeds) of every
+    loss against the negatives N (r = 2), against the class prior τ⁺ = 1/r (N = 16; with the
+    spectral loss and its exact optimum), and along training (``training``: loss -> (times, mean))."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), constrained_layout=True)
+    panels = (("negatives", {"classes": 2}, "negatives N (r = 2, τ⁺ = 1/2)"), ("tau_plus", {"negatives": 16}, None))
+    for ax, (key, fixed, label) in zip(axes[:2], panels, strict=True):
+        for loss, color in LOSS_COLORS.items():
+            chosen = sorted(
+                (row for row in rows if row["loss"] == loss and all(row[k] == v for k, v in fixed.items())),
+                key=lambda row: row[key],
+            )
+            if not chosen or (key == "negatives" and loss == "spectral loss"):  # it has no negatives
+                continue
+            x = [row[key] for row in chosen]
+            mean = np.array([row["probe_few_mean"] for row in chosen])
+            sd = np.array([row["probe_few_sd"] for row in chosen])
+            ax.errorbar(x, mean, yerr=sd, marker="o", capsize=3, color=color, label=loss)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(label or "class prior τ⁺ = 1/r (N = 16)")
+        ax.set_ylabel("few-label probe error (1 label per class)")
+        ax.set_ylim(bottom=0)
+    taus = [1.0 / row["classes"] for row in optimum]
+    axes[1].plot(taus, [row["probe_few"] for row in optimum], "k--", marker="x", label="spectral optimum f*")
+    for loss, (times, mean) in training.items():
+        axes[2].plot(times, mean, color=LOSS_COLORS[loss], label=loss)
+    axes[2].set_xlabel(TIME_LABEL)
+    axes[2].set_ylabel("few-label probe error, mean over seeds")
+    axes[2].set_ylim(bottom=0)
+    axes[0].set_title("against the number of negatives")
+    axes[1].set_title("against the false-negative rate τ⁺")
+    axes[2].set_title("along training (r = 2, largest N)")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    return save(fig, path)
+
+
+def bias_figure(curves: dict, path: Path) -> Path:
+    """``dynsim reproduce debiased`` (b): the debiased loss's mean deviation and bias from its target
+    against N and M with the fitted slopes, and the M = 1 loss against the unbiased one."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    for ax, name, label in (
+        (axes[0], "negatives", "negatives N (M = ∞, Q = N)"),
+        (axes[1], "same", "samples M (N = ∞, Q = 64)"),
+    ):
+        curve = curves[name]
+        x = np.asarray(curve["values"], float)
+        for quantity, style in (("deviation", "o-"), ("bias", "s--")):
+            y = np.abs([row[quantity] for row in curve["rows"]])
+            slope, (low, high) = curve["slopes"][quantity]
+            text = "E|ℓ − ℓ̃|" if quantity == "deviation" else "|E ℓ − L̃|"
+            ax.loglog(x, y, style, label=f"{text}: slope {slope:.2f} [{low:.2f}, {high:.2f}]")
+        ax.loglog(x, y[0] * (x / x[0]) ** -1.0, ":", color="gray", label="slopes −1/2 and −1 [D]")
+        deviation = np.abs([row["deviation"] for row in curve["rows"]])
+        ax.loglog(x, deviation[0] * (x / x[0]) ** -0.5, ":", color="gray")
+        ax.set_xlabel(label)
+        ax.set_ylabel("distance to the target loss")
+        ax.legend(fontsize=7)
+    axes[0].set_title("debiased estimator, in N")
+    axes[1].set_title("debiased estimator, in M")
+    ax = axes[2]
+    for positives, color in (("class", "tab:blue"), ("datum", "tab:cyan")):
+        curve = curves[f"practical_{positives}"]
+        gap = [row["bias"] - row["unbiased_bias"] for row in curve["rows"]]
+        ax.semilogx(curve["values"], gap, "o-", color=color, label=f"M = 1, {positives} v")
+    ax.axhline(0.0, color="gray", lw=0.8)
+    ax.set_xlabel("negatives N (Q = N)")
+    ax.set_ylabel(r"$E[L^{N,1}_{debiased}] - E[L^N_{unbiased}]$")
+    ax.set_title("the practical loss against the unbiased one")
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def embedding_figure(embeddings: dict[str, np.ndarray], graph, path: Path) -> Path:
+    """``dynsim reproduce debiased`` (c): seed 0's learned embedding f(x)/‖f(x)‖ of every node for
+    each loss, its first two coordinates (k = 2: the unit circle), coloured by class and marked by
+    subclass."""
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(3.6 * len(embeddings), 4.2), constrained_layout=True)
+    subclass = np.arange(graph.num_nodes) // max(1, graph.num_nodes // (graph.num_classes * 2)) % 2
+    angle = np.linspace(0, 2 * np.pi, 200)
+    for ax, (loss, f) in zip(axes, embeddings.items(), strict=True):
+        ax.plot(np.cos(angle), np.sin(angle), color="lightgray", lw=0.8)
+        for c in range(graph.num_classes):
+            for s, marker in ((0, "o"), (1, "^")):
+                chosen = (graph.labels == c) & (subclass == s)
+                ax.scatter(f[chosen, 0], f[chosen, 1], marker=marker, color=plt.get_cmap("tab10")(c), alpha=0.7)
+        ax.set_aspect("equal")
+        ax.set_title(loss, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
     return save(fig, path)

@@ -38,7 +38,7 @@ class GraphArrays(NamedTuple):
         q: (N, r) q(x, c) = Σ_{x̄: y(x̄)=c} P(x̄) A(x|x̄).
         bayes: (N, r) one-hot Bayes labels ŷ(x).
         minimum: () L* = −Σ_{i≤k} γ_i².
-        classes: (N, r) orthonormal basis of span{D^{1/2} 1[ŷ(x) = c]}, the class directions in F-space.
+        classes: (N, r − 1) orthonormal basis of the class contrasts in F-space (:func:`_class_basis`).
         shot_weights: (N,) ω_x = Σ_{x̄ ∈ S} A(x|x̄) over the labeled natural points S.
         shot_targets: (N, r) Σ_{x̄ ∈ S} A(x|x̄) e_{y(x̄)} / ω_x^{1/2} (0 where ω_x = 0).
     """
@@ -54,7 +54,7 @@ class GraphArrays(NamedTuple):
     q: Float[Array, "N r"]
     bayes: Float[Array, "N r"]
     minimum: Float[Array, ""]
-    classes: Float[Array, "N r"]
+    classes: Float[Array, "N c"]
     shot_weights: Float[Array, " N"]
     shot_targets: Float[Array, "N r"]
 
@@ -68,10 +68,15 @@ def labeled_points(graph: Graph, shots: int) -> np.ndarray:
 
 
 def _class_basis(graph: Graph) -> np.ndarray:
-    """Orthonormal columns spanning D^{1/2} times the Bayes-label indicators (empty classes dropped)."""
-    indicators = np.sqrt(graph.degrees)[:, None] * np.eye(graph.num_classes)[bayes_labels(graph)]
-    indicators = indicators[:, indicators.any(axis=0)]  # disjoint supports: orthogonal already
-    return indicators / np.linalg.norm(indicators, axis=0)
+    """Orthonormal columns spanning the class contrasts in F-space: D^{1/2} times the Bayes-label
+    indicators, less their component along u_1 ∝ D^{1/2} 1 (r − 1 columns; on the hierarchical
+    block graph, the eigenvectors u_2..u_r)."""
+    root = np.sqrt(graph.degrees)
+    indicators = root[:, None] * np.eye(graph.num_classes)[bayes_labels(graph)]
+    top = root / np.linalg.norm(root)
+    contrasts = indicators - np.outer(top, top @ indicators)
+    left, singular, _ = np.linalg.svd(contrasts, full_matrices=False)
+    return left[:, singular > 1e-9 * max(singular.max(), 1e-300)]
 
 
 def graph_arrays(graph: Graph, k: int, modes: int, shots: int = 2) -> GraphArrays:
@@ -209,8 +214,10 @@ def observe(phi: Float[Array, "N k"], arrays: GraphArrays) -> dict[str, Array]:
     - ``probe_aug``, ``probe_ens``: augmented and ensembled errors of the least-squares probe
       (:func:`probe_errors`);
     - ``probe_few``: ensembled error of the probe fit to a few labeled points (:func:`few_label_error`);
-    - ``class_sine``: :math:`\|(I - P_F) C\|_2` for C the class directions (``arrays.classes``):
-      0 when span F holds every class indicator, so a linear probe can separate the classes.
+    - ``class_sine``: :math:`\|(I - P_F) C\|_2` for C the class contrasts (``arrays.classes``,
+      the class indicators less their mean direction u_1): 0 when span F holds every contrast, so
+      a linear probe without bias can separate the classes; unit-norm embeddings of InfoNCE
+      spread around the origin and need not hold u_1 itself.
 
     Args:
         phi: (N, k) Φ, row x is f(x).

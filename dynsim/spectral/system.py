@@ -26,6 +26,7 @@ from .figures import METRIC_PANELS, figures, predicted_exits
 from .graph import eigensystem, probe_bounds
 from .memory import check_memory
 from .reproduce import reproduce_spectral
+from .study import reproduce_debiased
 
 SUMMARY_METRICS = ("gap", "sine", "probe_aug", "probe_ens", "probe_few", "class_sine", "loss")
 EIGENVALUE_TOLERANCE = 1e-9  # eigenvalues closer than this form one degenerate group
@@ -126,6 +127,11 @@ def reproduce(out, quick: bool, sweep) -> Report:
     return reproduce_spectral(out, "quick" if quick else "full", sweep, SYSTEM)
 
 
+def debiased_study(out, quick: bool, sweep) -> Report:
+    """``dynsim reproduce debiased``: :func:`~dynsim.spectral.study.reproduce_debiased` and its table."""
+    return reproduce_debiased(out, "quick" if quick else "full", sweep, SYSTEM)
+
+
 SYSTEM = System(
     name="spectral",
     summary="seed 003: spectral contrastive learning on an augmentation graph, SGD or gradient descent "
@@ -145,5 +151,5 @@ SYSTEM = System(
     events=Events(name="exits", title="plateau exits: group mass reaches half its limit", detect=plateau_exits),
     attrs=attrs,
     figures=figures,
-    reproduce={"spectral": reproduce},
+    reproduce={"spectral": reproduce, "debiased": debiased_study},
 )

@@ -272,7 +272,8 @@ def test_few_label_probe_matches_a_least_squares_fit_over_labeled_augmentations(
 
 
 def test_class_sine_is_the_sine_to_the_class_eigenvectors_on_the_hsbm_and_zero_at_class_collapse():
-    graph = spectral_graph.hsbm(*ILLUSTRATION)  # γ = 1, 0.856 (×2): the top r = 3 eigenvectors are the classes'
+    # γ = 1, 0.856 (×2): u_1 is constant, u_2, u_3 the class contrasts
+    graph = spectral_graph.hsbm(*ILLUSTRATION)
     gammas, vectors = spectral_graph.eigensystem(graph)
     assert gammas[2] - gammas[3] > 0.1
     with jax.enable_x64(True):
@@ -280,7 +281,12 @@ def test_class_sine_is_the_sine_to_the_class_eigenvectors_on_the_hsbm_and_zero_a
         for seed in range(3):
             phi = jnp.asarray(np.random.default_rng(seed).normal(size=(graph.num_nodes, 5)))
             F = jnp.sqrt(arrays.degrees)[:, None] * phi
-            expected = float(subspace_sine(F, jnp.asarray(vectors[:, :3])))
+            expected = float(subspace_sine(F, jnp.asarray(vectors[:, 1:3])))
             assert float(observe(phi, arrays)["class_sine"]) == pytest.approx(expected, abs=1e-10)
         collapsed = observe(jnp.asarray(np.eye(5)[graph.labels]), arrays)
         assert float(collapsed["class_sine"]) < 1e-12 and float(collapsed["probe_few"]) == 0.0
+        # two classes at ±v: rank one, no mean direction, and still the whole contrast
+        two = spectral_graph.hsbm(2, 2, 3, (0.4, 0.3, 0.2, 0.1))
+        antipodal = np.where(two.labels[:, None] == 0, 1.0, -1.0) * np.array([[0.6, 0.8]])
+        values = observe(jnp.asarray(antipodal), observables.graph_arrays(two, 2, 1))
+        assert float(values["class_sine"]) < 1e-12 and float(values["probe_few"]) == 0.0
