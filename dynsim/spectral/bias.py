@@ -39,20 +39,26 @@ from .graph import Graph, augmenter
 QUANTITIES = ("bias", "deviation", "unbiased_bias")
 
 
-def _tables(graph: Graph, phi: np.ndarray, t: float):
-    """Shifted tables: e^{(s−1)/t} (N, N) and the exact expectations of every anchor (N,), (N, r)."""
+def _similarity(phi: np.ndarray) -> np.ndarray:
+    """s(x, x') = f(x)ᵀf(x') of the unit-normalized rows of Φ, float64."""
     f = np.asarray(phi, np.float64)
     f = f / np.linalg.norm(f, axis=1, keepdims=True)
-    similarity = f @ f.T
+    return f @ f.T
+
+
+def _tables(graph: Graph, phi: np.ndarray, t: float):
+    """Shifted tables, all times e^{-1/t}: e^{s/t} (N, N); the exact E_p (N,), E_{p⁺_c} and
+    E_{p⁻_c} (N, r) of e^{s(x, ·)/t} per anchor x and class c; E[e^{s(x, ·)/t} | x̄] (N, N̄)."""
+    similarity = _similarity(phi)
     exact = expectations(graph, similarity, t)
     shift = np.exp(-1.0 / t)
-    datum = np.exp((similarity - 1.0) / t) @ graph.aug.T  # (N, N̄): E[e^{(s−1)/t} | x̄]
+    shifted = np.exp((similarity - 1.0) / t)
     return (
-        jnp.asarray(np.exp((similarity - 1.0) / t)),
+        jnp.asarray(shifted),
         jnp.asarray(exact["p"] * shift),
         jnp.asarray(exact["same"] * shift),
         jnp.asarray(exact["other"] * shift),
-        jnp.asarray(datum),
+        jnp.asarray(shifted @ graph.aug.T),  # (N, N̄): E[e^{(s−1)/t} | x̄]
     )
 
 
@@ -66,7 +72,7 @@ def _sample(key, tables, tau_plus, t, *, graph, weight, negatives, same, positiv
         return jnp.mean(values[x[:, None], augment(key, xbar)], axis=1)
 
     def one_chunk(key):
-        keys = jax.random.split(key, 8)
+        keys = jax.random.split(key, 9)
         xbar = marginal(keys[0], (chunk,))
         c = labels[xbar]
         x, x_plus = augment(keys[1], xbar), augment(keys[2], xbar)
@@ -79,17 +85,22 @@ def _sample(key, tables, tau_plus, t, *, graph, weight, negatives, same, positiv
         if same is None:
             v = over_same[x, c] if positives == "class" else over_datum[x, xbar]
         else:
-            drawn = same_class(keys[5], jnp.repeat(c[:, None], same, axis=1)) if positives == "class" else None
-            v = mean_over(keys[6], x, drawn if drawn is not None else jnp.repeat(xbar[:, None], same, axis=1))
+            owners = (
+                same_class(keys[5], jnp.repeat(c[:, None], same, axis=1))
+                if positives == "class"
+                else jnp.repeat(xbar[:, None], same, axis=1)
+            )
+            v = mean_over(keys[6], x, owners)
         g = jnp.maximum((u - tau_plus * v) / (1.0 - tau_plus), jnp.exp(-2.0 / t))
         debiased = jnp.log(pos + weight * g) - jnp.log(pos)
         if negatives is None:
             unbiased = reference
         else:
             drawn = other_class(keys[7], jnp.repeat(c[:, None], negatives, axis=1))
-            unbiased = jnp.log(pos + weight * mean_over(keys[3], x, drawn)) - jnp.log(pos)
+            unbiased = jnp.log(pos + weight * mean_over(keys[8], x, drawn)) - jnp.log(pos)
         difference = debiased - reference
-        return jnp.stack([jnp.mean(difference), jnp.mean(jnp.abs(difference)), jnp.mean(unbiased - reference)])
+        drawn = jnp.stack([difference, jnp.abs(difference), unbiased - reference])  # one row per QUANTITIES
+        return jnp.stack([jnp.mean(drawn, axis=1), jnp.mean(drawn**2, axis=1)])
 
     return jax.lax.map(one_chunk, jax.random.split(key, chunks))
 
@@ -127,12 +138,24 @@ def sample_bias(
         ``bias`` :math:`\mathbb E[\ell^{N,M} - \tilde\ell^Q]`, ``deviation``
         :math:`\mathbb E|\ell^{N,M} - \tilde\ell^Q|`, ``unbiased_bias``
         :math:`\mathbb E[\ell^N_{\mathrm{unb}} - \tilde\ell^Q]`, each with its standard error
-        (``<name>_se``, across chunks), and ``reference`` :math:`\tilde L^Q` exact.
+        over the draws (``<name>_se``), and ``reference`` :math:`\tilde L^Q` exact.
+
+    Raises:
+        ValueError: an argument out of its range, named.
     """
     if weight is None:
         if negatives is None:
             raise ValueError("weight Q is required when negatives is None (N = ∞)")
         weight = float(negatives)
+    checks = (
+        ("t", t, t >= 0.01, ">= 0.01 (e^{s/t} is evaluated unshifted in the exact expectations)"),
+        ("tau_plus", tau_plus, 0 <= tau_plus < 1, "in [0, 1)"),
+        ("positives", positives, positives in ("class", "datum"), "'class' or 'datum'"),
+        ("weight", weight, weight > 0, "> 0"),
+    )
+    for name, value, holds, allowed in checks:
+        if not holds:
+            raise ValueError(f"{name} = {value!r} is invalid: must be {allowed}")
     chunks = max(1, -(-draws // chunk))
     key = jax.random.PRNGKey(0) if key is None else key
     with jax.enable_x64(True):
@@ -153,9 +176,11 @@ def sample_bias(
             )
         )
     out = {"reference": reference_loss(graph, phi, t, weight)}
-    for name, column in zip(QUANTITIES, per_chunk.T, strict=True):
-        out[name] = float(column.mean())
-        out[f"{name}_se"] = float(column.std(ddof=1) / np.sqrt(chunks)) if chunks > 1 else float("nan")
+    mean, square = per_chunk.mean(axis=0)  # (chunks, 2, quantities) -> first and second moments
+    total = chunks * chunk
+    for name, first, second in zip(QUANTITIES, mean, square, strict=True):
+        out[name] = float(first)
+        out[f"{name}_se"] = float(np.sqrt(max(second - first**2, 0.0) / (total - 1)))
     return out
 
 
@@ -163,9 +188,7 @@ def reference_loss(graph: Graph, phi: np.ndarray, t: float, weight: float) -> fl
     r""":math:`\tilde L^Q = \sum_{\bar x} P(\bar x) \sum_{x, x^+} A(x|\bar x) A(x^+|\bar x)
     \log\big(1 + Q\,\mathbb E_{p^-_{y(\bar x)}}[e^{s(x,\cdot)/t}] / e^{s(x,x^+)/t}\big)`, by
     enumerating every natural point and pair of augmentations (float64)."""
-    f = np.asarray(phi, np.float64)
-    f = f / np.linalg.norm(f, axis=1, keepdims=True)
-    similarity = f @ f.T
+    similarity = _similarity(phi)
     other = expectations(graph, similarity, t)["other"][:, graph.labels]  # (N, N̄) at the class of x̄
     loss = np.log1p(weight * other[:, :, None] / np.exp(similarity / t)[:, None, :])  # (x, x̄, x⁺)
     return float(np.einsum("b,bx,by,xby->", graph.prior, graph.aug, graph.aug, loss))
@@ -176,14 +199,16 @@ def bias_curve(graph: Graph, phi: np.ndarray, axis: str, values, **options) -> d
     fitted log-log slope of each of ``deviation``, ``|bias|`` and ``|unbiased_bias|`` against it.
 
     Returns:
-        ``{"values", "rows", "slopes": {name: (slope, (low, high))}}``; a slope is NaN where a
-        quantity is not positive at every value (no bias to fit, or sampling noise above it).
+        ``{"values", "rows", "slopes": {name: (slope, (low, high))}}``; a slope is NaN unless the
+        quantity stands at least 3 standard errors from 0 at every value (no bias to fit, or
+        sampling noise as large as it) and there are 3 values or more.
     """
     rows = [sample_bias(graph, phi, **options, **{axis: int(value)}) for value in values]
     slopes = {}
     for name in QUANTITIES:
         magnitude = np.abs([row[name] for row in rows])
-        if np.all(magnitude > 0) and len(values) > 2:
+        resolved = magnitude > 3 * np.array([row[f"{name}_se"] for row in rows])
+        if np.all(resolved) and len(values) > 2:
             slopes[name] = fit_slope(np.asarray(values, float), magnitude[:, None])
         else:
             slopes[name] = (float("nan"), (float("nan"), float("nan")))

@@ -290,7 +290,7 @@ def bias_figure(curves: dict, path: Path) -> Path:
 def embedding_figure(embeddings: dict[str, np.ndarray], graph, path: Path) -> Path:
     """``dynsim reproduce debiased`` (c): seed 0's learned embedding f(x)/‖f(x)‖ of every node for
     each loss, its first two coordinates (k = 2: the unit circle), coloured by class and marked by
-    subclass."""
+    subclass (of the study's hierarchical block graphs: S = 2 subclasses of n nodes each)."""
     fig, axes = plt.subplots(1, len(embeddings), figsize=(3.6 * len(embeddings), 4.2), constrained_layout=True)
     subclass = np.arange(graph.num_nodes) // max(1, graph.num_nodes // (graph.num_classes * 2)) % 2
     angle = np.linspace(0, 2 * np.pi, 200)

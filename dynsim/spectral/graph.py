@@ -378,6 +378,15 @@ def minimum(graph: Graph, k: int) -> float:
     return -float(np.sum(np.maximum(spectrum(graph)[:k], 0.0) ** 2))
 
 
+def minimizer(graph: Graph, k: int) -> np.ndarray:
+    r"""A minimizer of the population loss at dimension k, the table
+    :math:`Φ^* = D^{-1/2} U_k Γ_k^{1/2}` (row x: :math:`f^*(x) = (\max(γ_i, 0)^{1/2} u_i(x) / w_x^{1/2})_{i≤k}`),
+    unique up to Φ* → Φ*R for an orthogonal R where γ_k > γ_{k+1}; it attains :func:`minimum`."""
+    _check_dimension(k, graph.num_nodes)
+    gammas, vectors = eigensystem(graph)
+    return vectors[:, :k] * np.sqrt(np.maximum(gammas[:k], 0.0)) / np.sqrt(graph.degrees)[:, None]
+
+
 # --- labels, Bayes error, cuts ----------------------------------------------------------------
 
 

@@ -38,7 +38,7 @@ class GraphArrays(NamedTuple):
         q: (N, r) q(x, c) = Σ_{x̄: y(x̄)=c} P(x̄) A(x|x̄).
         bayes: (N, r) one-hot Bayes labels ŷ(x).
         minimum: () L* = −Σ_{i≤k} γ_i².
-        classes: (N, r − 1) orthonormal basis of the class contrasts in F-space (:func:`_class_basis`).
+        classes: (N, c) orthonormal basis of the class contrasts in F-space, c ≤ r − 1 (:func:`_class_basis`).
         shot_weights: (N,) ω_x = Σ_{x̄ ∈ S} A(x|x̄) over the labeled natural points S.
         shot_targets: (N, r) Σ_{x̄ ∈ S} A(x|x̄) e_{y(x̄)} / ω_x^{1/2} (0 where ω_x = 0).
     """

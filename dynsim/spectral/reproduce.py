@@ -35,7 +35,7 @@ from ..engine.system import System
 from ..engine.tables import Report
 from .config import SpectralConfig, load_config
 from .figures import error_panels, predicted_exits, probe_figure, stepwise_figure, subspace_figure
-from .graph import eigensystem, probe_bounds, ring
+from .graph import eigensystem, minimizer, probe_bounds, ring
 from .observables import graph_arrays, observe
 
 GRAPH = {"family": "hsbm", "classes": 3, "subclasses": 2, "nodes": 4, "theta": [0.5, 0.3, 0.15, 0.05]}
@@ -89,12 +89,10 @@ def probe_rows(ks) -> list[dict]:
     """Per k on the probe ring: the least-squares probe's errors at the exact optimum f* (span U_k)
     and the bounds of :func:`dynsim.spectral.graph.probe_bounds`."""
     graph = ring(**PROBE_GRAPH)
-    gammas, vectors = eigensystem(graph)
     rows = []
     with jax.enable_x64(True):
         for k in ks:
-            optimum = vectors[:, :k] * np.sqrt(gammas[:k]) / np.sqrt(graph.degrees)[:, None]
-            values = observe(optimum, graph_arrays(graph, k, 1))
+            values = observe(minimizer(graph, k), graph_arrays(graph, k, 1))
             errors = {"probe_aug": float(values["probe_aug"]), "probe_ens": float(values["probe_ens"])}
             rows.append({"k": k} | errors | probe_bounds(graph, k))
     return rows

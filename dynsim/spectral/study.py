@@ -10,15 +10,16 @@ trains the same seeds by SGD (B = 16, lr 0.5, temperature 0.5, N fresh negatives
 debiased loss with τ⁺ = 1/r and M = 1), and reports, along training, the few-label probe
 (``probe_few``: one labeled point per class), the probe fit to all Bayes labels (``probe_ens``) and
 the distance to the class contrasts (``class_sine``). Four InfoNCE losses: ``infonce`` (biased),
-``debiased`` with v a same-class sample (its assumption), ``debiased`` with v an augmentation of
-the anchor's own datum (what practice does), ``unbiased`` (negatives from other classes, by true
+``debiased`` with v a same-class sample (its assumption), ``debiased`` with v a fresh augmentation
+of the anchor's own datum (the practice's stand-in; the official in-batch form reuses x⁺ itself),
+``unbiased`` (negatives from other classes, by true
 labels); and, as a reference without negatives to get wrong, the spectral loss on the same encoder
 and graph, beside the probes of its exact optimum.
 
 - ``negatives``: r = 2 (τ⁺ = 1/2), N over ``SIZES[size]["negatives"]``;
 - ``classes``: N = 16, r over ``SIZES[size]["classes"]`` (τ⁺ = 1/r), the spectral loss too;
 - the estimator's distance to its target (:mod:`dynsim.spectral.bias`) at the unit-norm spectral
-  optimum of the r = 2 graph: against N (M exact, Q = N), against M (N exact, Q = 64), and the
+  optimum of the r = 2 graph at k = rS = 4: against N (M exact, Q = N), against M (N exact, Q = 64), and the
   practical M = 1 loss against the unbiased one;
 - the learned embeddings of seed 0 at r = 2, the largest N (k = 2: the unit circle itself), and of
   the spectral loss (directions).
@@ -43,10 +44,11 @@ from .debiased import unit
 from .dynamics import inputs_of, plan_of
 from .figures import accuracy_figure, bias_figure, embedding_figure
 from .finite import embedding, initial_params, make_step, optimizer, split_seed_key
-from .graph import eigensystem
+from .graph import minimizer
 from .observables import graph_arrays, observe
 
 THETA = [0.35, 0.3, 0.15, 0.2]
+SUBCLASSES = 2
 LOSSES = {  # label -> [loss] section
     "biased": {"kind": "infonce"},
     "debiased (class v)": {"kind": "debiased", "positives": "class"},
@@ -84,7 +86,7 @@ def study_config(classes: int, negatives: int, loss: dict, seeds: int, duration:
     return load_config(
         {
             "system": "spectral",
-            "graph": {"family": "hsbm", "classes": classes, "subclasses": 2, "nodes": 4, "theta": THETA},
+            "graph": {"family": "hsbm", "classes": classes, "subclasses": SUBCLASSES, "nodes": 4, "theta": THETA},
             "encoder": {"kind": "tabular", "k": classes, "init_scale": 0.1},
             "train": {"lr": 0.5, "batch": 16, "duration": duration},
             "loss": loss | ({"negatives": negatives, "temperature": TEMPERATURE} if loss else {}),
@@ -131,18 +133,14 @@ def final_embedding(config: SpectralConfig, seed: int = 0) -> np.ndarray:
         return np.asarray(unit(embedding(state[0], inputs.features)))
 
 
-def optimum(config: SpectralConfig) -> np.ndarray:
-    """The spectral loss's minimizer at k, f*(x) = (γ_i^{1/2} u_i(x) / w_x^{1/2})_{i ≤ k} (spec §2)."""
-    graph, k = config.graph_object, config.encoder.k
-    gammas, vectors = eigensystem(graph)
-    return vectors[:, :k] * np.sqrt(gammas[:k]) / np.sqrt(graph.degrees)[:, None]
-
-
 def bias_curves(config: SpectralConfig, size: str) -> dict:
-    """The estimator's distance to its target at the spectral optimum of ``config``'s graph
-    (:func:`dynsim.spectral.bias.bias_curve`): ``"negatives"`` (M exact, Q = N), ``"same"``
-    (N exact, Q = 64), and ``"practical"``: the M = 1 loss, class and datum v, against N."""
-    spec, graph, phi = SIZES[size], config.graph_object, optimum(config)
+    """The estimator's distance to its target (:func:`dynsim.spectral.bias.bias_curve`) at the
+    spectral optimum of ``config``'s graph at k = rS, which tells the subclasses apart (at k = r
+    it is constant on each class, and a datum's own augmentations would be a same-class sample):
+    ``"negatives"`` (M exact, Q = N), ``"same"`` (N exact, Q = 64), and ``"practical_class"``,
+    ``"practical_datum"``: the M = 1 loss against N, v a same-class sample or the datum's own."""
+    graph = config.graph_object
+    spec, phi = SIZES[size], minimizer(graph, graph.num_classes * SUBCLASSES)
     options = {"t": TEMPERATURE, "tau_plus": 1.0 / graph.num_classes, "draws": spec["draws"]}
     curves = {
         "negatives": bias_curve(graph, phi, "negatives", spec["bias_negatives"], same=None, **options),
@@ -178,7 +176,7 @@ def optimum_rows(classes: list[int]) -> list[dict]:
         for r in classes:
             config = study_config(r, 16, {}, 1, 10.0, Path("."))  # only its graph and encoder are read
             arrays = graph_arrays(config.graph_object, r, 1, config.run.probe_shots)
-            values = observe(jnp.asarray(optimum(config)), arrays)
+            values = observe(jnp.asarray(minimizer(config.graph_object, config.encoder.k)), arrays)
             rows.append({"classes": r} | {name: float(values[name]) for name in METRICS})
     return rows
 
@@ -193,10 +191,12 @@ def _bias_rows(curves: dict) -> list[dict]:
 
 def _ranking(rows: list[dict], key: str, fixed: dict) -> str:
     """The losses ordered by mean few-label error (best first) at every point of ``key``."""
-    points = sorted({row[key] for row in rows if all(row[k] == v for k, v in fixed.items())})
+    rows = [row for row in rows if all(row[k] == v for k, v in fixed.items())]
+    if key == "negatives":  # the spectral loss has no negatives
+        rows = [row for row in rows if row["loss"] != SPECTRAL]
     parts = []
-    for point in points:
-        chosen = [row for row in rows if row[key] == point and all(row[k] == v for k, v in fixed.items())]
+    for point in sorted({row[key] for row in rows}):
+        chosen = [row for row in rows if row[key] == point]
         chosen.sort(key=lambda row: row["probe_few_mean"])
         parts.append(f"{key} {point}: " + " ≤ ".join(f"{row['loss']} {row['probe_few_mean']:.3f}" for row in chosen))
     return "; ".join(parts)

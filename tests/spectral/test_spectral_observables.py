@@ -109,6 +109,9 @@ def test_exact_minimizer(family, k, tmp_path):
     np.testing.assert_allclose(values["eig"], gammas[:k], atol=1e-12)
     assert float(values["sine"]) < 1e-10
     np.testing.assert_allclose(values["mass"], np.append(gammas[:k], [0.0, 0.0]), atol=1e-12)
+    # dynsim's own minimizer spans the same subspace with the same Gram matrix: Φ*Φ*ᵀ agree
+    ours = spectral_graph.minimizer(graph, k)
+    np.testing.assert_allclose(ours @ ours.T, np.asarray(phi @ phi.T), atol=1e-10)
 
 
 def test_subspace_sine_reference_cases():
