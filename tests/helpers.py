@@ -36,3 +36,15 @@ def run_main(*args) -> subprocess.CompletedProcess:
     finally:
         sys.argv = argv
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def reproduce_quick(target: str, out, timeout: float = 900) -> None:
+    """Run ``python -m dynsim reproduce <target> --quick --out out`` in a fresh process, as a user
+    does, and fail with its error output unless it exits 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dynsim", "reproduce", target, "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import reproduce_quick
 from matplotlib import image
 from typer.testing import CliRunner
 
@@ -92,13 +93,7 @@ def test_a_missing_device_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_reproduce_debiased_quick_for_real(tmp_path):
     out = tmp_path / "debiased"
-    result = subprocess.run(
-        [sys.executable, "-m", "dynsim", "reproduce", "debiased", "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stderr
+    reproduce_quick("debiased", out, timeout=1200)
     _check_outputs(out, study.SIZES["quick"])
     runs = {
         (row["loss"], int(row["classes"]), int(row["negatives"])): row

@@ -2,11 +2,10 @@
 them against the theory they are printed beside."""
 
 import csv
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import reproduce_quick
 from matplotlib import image
 from typer.testing import CliRunner
 
@@ -74,11 +73,5 @@ def test_the_probe_curve_is_the_exact_optimum_of_each_k():
 @pytest.mark.slow
 def test_reproduce_spectral_quick_for_real(tmp_path):
     out = tmp_path / "spectral"
-    result = subprocess.run(
-        [sys.executable, "-m", "dynsim", "reproduce", "spectral", "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr
+    reproduce_quick("spectral", out)
     _check_outputs(out, _reproduce.SIZES["quick"])

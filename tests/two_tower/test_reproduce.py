@@ -1,11 +1,10 @@
 """``dynsim reproduce fig1``: the run directories, figures and summaries it writes."""
 
 import csv
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import reproduce_quick
 from matplotlib import image
 from typer.testing import CliRunner
 
@@ -69,11 +68,5 @@ def test_reproduce_fig1_writes_figures_and_summaries_and_resumes(tmp_path, monke
 @pytest.mark.slow
 def test_reproduce_fig1_quick_for_real(tmp_path):
     out = tmp_path / "fig1"
-    result = subprocess.run(
-        [sys.executable, "-m", "dynsim", "reproduce", "fig1", "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr
+    reproduce_quick("fig1", out)
     _check_outputs(out, _reproduce.SIZES["quick"])
