@@ -134,6 +134,20 @@ def population_loss(phi: Float[Array, "N k"], W: Float[Array, "N N"], degrees: F
     return -2 * jnp.sum(phi * (W @ phi)) + jnp.sum((phi.T @ (degrees[:, None] * phi)) ** 2)
 
 
+def column_space(F: Float[Array, "N k"]) -> Float[Array, "N k"]:
+    """The left singular vectors of F, those below a relative cutoff zeroed: an orthonormal basis of
+    span F, padded with zero columns where F is rank-deficient (F = 0 gives none)."""
+    left, singular, _ = lapack.svd(F)
+    cutoff = max(F.shape) * jnp.finfo(F.dtype).eps * singular[0]
+    return jnp.where(singular > cutoff, left, 0.0)
+
+
+def sine_to(columns: Float[Array, "N k"], basis: Float[Array, "N m"]) -> Float[Array, ""]:
+    r"""\|(I − P_F) B\|_2 for ``columns`` from :func:`column_space`, capped at 1."""
+    residual = basis - columns @ (columns.T @ basis)
+    return jnp.minimum(lapack.singular_values(residual)[0], 1.0)
+
+
 def subspace_sine(F: Float[Array, "N k"], basis: Float[Array, "N m"]) -> Float[Array, ""]:
     r"""Largest principal-angle sine from span(basis) to span F: \|(I − P_F) B\|_2.
 
@@ -148,11 +162,7 @@ def subspace_sine(F: Float[Array, "N k"], basis: Float[Array, "N m"]) -> Float[A
     Returns:
         () the sine, in [0, 1].
     """
-    left, singular, _ = lapack.svd(F)
-    cutoff = max(F.shape) * jnp.finfo(F.dtype).eps * singular[0]
-    left = jnp.where(singular > cutoff, left, 0.0)
-    residual = basis - left @ (left.T @ basis)
-    return jnp.minimum(lapack.singular_values(residual)[0], 1.0)
+    return sine_to(column_space(F), basis)
 
 
 def _first_max(scores: Float[Array, "n r"]) -> Int[Array, " n"]:
@@ -230,14 +240,15 @@ def observe(phi: Float[Array, "N k"], arrays: GraphArrays) -> dict[str, Array]:
     F = jnp.sqrt(arrays.degrees)[:, None] * phi
     loss = population_loss(phi, arrays.W, arrays.degrees)
     probe_aug, probe_ens = probe_errors(phi, arrays)
+    columns = column_space(F)  # one SVD for both sines
     return {
         "loss": loss,
         "gap": loss - arrays.minimum,
         "eig": lapack.eigvalsh(F.T @ F)[::-1],
-        "sine": subspace_sine(F, arrays.top),
+        "sine": sine_to(columns, arrays.top),
         "mass": jnp.sum((arrays.modes.T @ F) ** 2, axis=1),
         "probe_aug": probe_aug,
         "probe_ens": probe_ens,
         "probe_few": few_label_error(phi, arrays),
-        "class_sine": subspace_sine(F, arrays.classes),
+        "class_sine": sine_to(columns, arrays.classes),
     }
