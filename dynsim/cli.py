@@ -137,10 +137,11 @@ def _print(report: Report) -> None:
 
 
 def _summary(system: System, dataset, title: str) -> None:
-    """Print the final metrics, the event times and, for a comparison run, the comparison."""
+    """Print the final metrics, the event times (where the run has any) and, for a comparison run,
+    the comparison."""
     rows = final_summary(dataset, system)
     _print(metrics_report(title, rows, dataset.attrs, system.table))
-    if system.events is not None:
+    if system.events is not None and any(key.endswith("_reached") for key in rows[0]):
         _print(events_report(rows, dataset.attrs, system.events.title))
     if has_comparison(dataset, system):
         _print(comparison_report(comparison_of_dataset(dataset, system)))

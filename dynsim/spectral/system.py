@@ -92,7 +92,10 @@ def plateau_exits(config: SpectralConfig, times, values) -> dict:
     half its limit, :math:`\sum_{i \in g} s_i(t) \ge \frac12 \sum_{i \in g} \gamma_i` (``t_exit_g``).
 
     From a small initialization the loss sits on a plateau until then (spec §5, stepwise picture).
+    None for the InfoNCE losses, whose unit-norm embeddings have no such plateaus.
     """
+    if config.loss.kind != "spectral":
+        return {}
     gammas = eigensystem(config.graph_object)[0]
     mass = np.asarray(values["mass"])
     exits = {}

@@ -63,6 +63,10 @@ def test_reproduce_debiased_writes_figures_and_tables_and_resumes(tmp_path, monk
     assert again.exit_code == 0, again.output
     log = (out / "runs" / "unbiased-r2-N16" / "run.log").read_text().splitlines()
     assert log[-2].endswith("start: 0 of 1 parts to run")
+    # an InfoNCE run has no plateau exits (the spectral loss's events): show prints its metrics only
+    shown = run_main("show", str(out / "runs" / "biased-r2-N16"))
+    assert shown.returncode == 0 and "probe_few" in shown.stdout
+    assert "t_exit" not in shown.stdout and "reaches" not in shown.stdout  # no exit columns, no empty table
     # the drawn embedding is seed 0's own: observed, it gives the probe error the run recorded
     configs = study.study_configs(out, "quick")
     config = configs["biased", 2, 16]
