@@ -56,23 +56,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; run by `make test-all`")
 
 
-# The default suite's slowest tests (42 to 56 s each on 2 cores, pytest's "slowest durations"),
-# started first: pytest-xdist deals the first tests out round robin, so they run side by side
-# instead of one of them keeping a worker busy after the others are done.
-STARTED_FIRST = (
-    "test_reproduce_debiased_writes_figures_and_tables_and_resumes",
-    "test_python_examples_run[docs/api.md]",
-    "test_reproduce_fig1_writes_figures_and_summaries_and_resumes",
-    "test_reproduce_spectral_writes_figures_and_summaries_and_resumes",
-    "test_the_estimate_is_within_a_factor_of_the_measured_peak",
-)
-
-
-def pytest_collection_modifyitems(items):
-    """Move :data:`STARTED_FIRST` to the front; the rest keep their order (a stable sort)."""
-    items.sort(key=lambda item: item.name not in STARTED_FIRST)
-
-
 @pytest.fixture(scope="session")
 def reference():
     """``ode/reference.py``: the independent NumPy/SciPy implementation of the reduced ODE."""
