@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..engine.compare import fit_slope
-from .debiased import expectations, natural_sampler
+from .debiased import anchor_losses, estimate, expectations, natural_sampler
 from .graph import Graph, augmenter
 
 QUANTITIES = ("bias", "deviation", "unbiased_bias")
@@ -77,7 +77,7 @@ def _sample(key, tables, tau_plus, t, *, graph, weight, negatives, same, positiv
         c = labels[xbar]
         x, x_plus = augment(keys[1], xbar), augment(keys[2], xbar)
         pos = values[x, x_plus]
-        reference = jnp.log(pos + weight * over_other[x, c]) - jnp.log(pos)
+        reference = anchor_losses(pos, weight * over_other[x, c])
         if negatives is None:
             u = over_p[x]
         else:
@@ -91,13 +91,12 @@ def _sample(key, tables, tau_plus, t, *, graph, weight, negatives, same, positiv
                 else jnp.repeat(xbar[:, None], same, axis=1)
             )
             v = mean_over(keys[6], x, owners)
-        g = jnp.maximum((u - tau_plus * v) / (1.0 - tau_plus), jnp.exp(-2.0 / t))
-        debiased = jnp.log(pos + weight * g) - jnp.log(pos)
+        debiased = anchor_losses(pos, weight * estimate(u, v, t, tau_plus))
         if negatives is None:
             unbiased = reference
         else:
             drawn = other_class(keys[7], jnp.repeat(c[:, None], negatives, axis=1))
-            unbiased = jnp.log(pos + weight * mean_over(keys[8], x, drawn)) - jnp.log(pos)
+            unbiased = anchor_losses(pos, weight * mean_over(keys[8], x, drawn))
         difference = debiased - reference
         drawn = jnp.stack([difference, jnp.abs(difference), unbiased - reference])  # one row per QUANTITIES
         return jnp.stack([jnp.mean(drawn, axis=1), jnp.mean(drawn**2, axis=1)])

@@ -70,15 +70,28 @@ def debiased_g(
     """
     negative = jnp.mean(_shifted_exp(jnp.einsum("bk,bnk->bn", anchor, negatives), t), axis=1)
     positive = jnp.mean(_shifted_exp(jnp.einsum("bk,bmk->bm", anchor, same_class), t), axis=1)
+    return estimate(negative, positive, t, tau_plus, clip)
+
+
+def estimate(negative, positive, t, tau_plus, clip: bool = True):
+    r"""g shifted by :math:`e^{-1/t}` from the shifted means over the u's (``negative``) and the v's
+    (``positive``): :math:`(\text{negative} - \tau^+\,\text{positive}) / \tau^-`, clipped below
+    at :math:`e^{-2/t}` (``clip``)."""
     g = (negative - tau_plus * positive) / (1.0 - tau_plus)
     return jnp.maximum(g, jnp.exp(-2.0 / t)) if clip else g
+
+
+def anchor_losses(pos, total):
+    r""":math:`-\log \frac{\mathrm{pos}}{\mathrm{pos} + \mathrm{total}}` of every anchor, from its
+    positive term and its weighted negative term (both shifted alike)."""
+    return jnp.log(pos + total) - jnp.log(pos)
 
 
 def debiased(anchor: Float[Array, "B k"], positive: Float[Array, "B k"], g: Float[Array, " B"], count: int, t):
     r""":math:`L^{N,M}_{\mathrm{Debiased}} = \mathrm{mean}_i -\log \frac{e^{s^+_i/t}}{e^{s^+_i/t} + N g_i}`
     from the shifted estimates ``g`` of :func:`debiased_g` and the number of negatives N = ``count``."""
     pos = _shifted_exp(jnp.sum(anchor * positive, axis=-1), t)
-    return jnp.mean(jnp.log(pos + count * g) - jnp.log(pos))
+    return jnp.mean(anchor_losses(pos, count * g))
 
 
 def in_batch(
@@ -105,7 +118,7 @@ def in_batch(
         total = (neg - tau_plus * count * pos) / (1.0 - tau_plus)
         if clip:
             total = jnp.maximum(total, count * jnp.exp(-2.0 / t))
-    return jnp.mean(jnp.log(pos + total) - jnp.log(pos))
+    return jnp.mean(anchor_losses(pos, total))
 
 
 def class_prior(graph: Graph) -> np.ndarray:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from ..engine.optimizers import optimizer as engine_optimizer
-from ..engine.runner import scan_run
+from ..engine.runner import all_finite, scan_run
 from ..losses import spectral
 from .config import LossPlan
 from .debiased import debiased, debiased_g, in_batch, infonce, natural_sampler, unit
@@ -182,18 +182,29 @@ def make_step(plan: Plan, inputs: Inputs, step_key: jax.Array):
     return step_fn
 
 
-def simulate_seed(key: jax.Array, inputs: Inputs, plan: Plan):
-    """One seed's run: the observables of every record, and the divergence step (``scan_run``)."""
+def _start(key: jax.Array, inputs: Inputs, plan: Plan):
+    """One seed's initial state, step function and finiteness check: the sparse SGD step
+    (:func:`sparse`) or the optimizer step, from the seed's keys (:func:`split_seed_key`)."""
     init_key, step_key = split_seed_key(key)
     params = initial_params(init_key, plan)
+    if sparse(plan):
+        return (params, jnp.zeros(2 * plan.batch, jnp.int32)), make_sparse_step(plan, step_key), touched_rows_finite
+    return (params, optimizer(plan).init(params)), make_step(plan, inputs, step_key), all_finite
+
+
+def simulate_seed(key: jax.Array, inputs: Inputs, plan: Plan):
+    """One seed's run: the observables of every record, and the divergence step (``scan_run``)."""
 
     def observe_fn(state, step):
         phi = embedding(state[0], inputs.features)
         return observe(phi if plan.loss is None else unit(phi), inputs.arrays)
 
-    if sparse(plan):
-        state = (params, jnp.zeros(2 * plan.batch, jnp.int32))
-        step_fn, finite_fn = make_sparse_step(plan, step_key), touched_rows_finite
-        return scan_run(state, step_fn, observe_fn, plan.steps, plan.record_every, finite_fn)
-    state = (params, optimizer(plan).init(params))
-    return scan_run(state, make_step(plan, inputs, step_key), observe_fn, plan.steps, plan.record_every)
+    state, step_fn, finite_fn = _start(key, inputs, plan)
+    return scan_run(state, step_fn, observe_fn, plan.steps, plan.record_every, finite_fn)
+
+
+def final_params(key: jax.Array, inputs: Inputs, plan: Plan) -> jax.Array:
+    """One seed's parameters after its ``plan.steps`` steps: the steps of :func:`simulate_seed`,
+    without its records."""
+    state, step_fn, _ = _start(key, inputs, plan)
+    return jax.lax.fori_loop(0, plan.steps, lambda step, state: step_fn(state, step), state)[0]

@@ -43,7 +43,7 @@ from .config import SpectralConfig, load_config
 from .debiased import unit
 from .dynamics import inputs_of, plan_of
 from .figures import accuracy_figure, bias_figure, embedding_figure
-from .finite import embedding, initial_params, make_step, optimizer, split_seed_key
+from .finite import embedding, final_params
 from .graph import minimizer
 from .observables import graph_arrays, observe
 
@@ -119,18 +119,14 @@ def study_configs(out: Path, size: str) -> dict[tuple[str, int, int], SpectralCo
 
 def final_embedding(config: SpectralConfig, seed: int = 0) -> np.ndarray:
     """The unit-norm embedding table f(x)/‖f(x)‖ (N × k) of seed ``seed`` at the end of training:
-    the same keys, steps and arithmetic as that seed's run in :func:`dynsim.spectral.simulate`."""
+    the keys and steps of that seed's run in :func:`dynsim.spectral.simulate`
+    (:func:`~dynsim.spectral.finite.final_params`)."""
     plan = plan_of(config)
     with jax.enable_x64(config.train.precision == "float64"):
         data_key, keys = seed_keys(config.run.seed, 0, 1, seed)
         inputs = inputs_of(config, data_key, plan.dtype)
-        init_key, step_key = split_seed_key(keys[0])
-        params = initial_params(init_key, plan)
-        step = make_step(plan, inputs, step_key)
-        state, _ = jax.lax.scan(
-            lambda s, i: (step(s, i), None), (params, optimizer(plan).init(params)), jnp.arange(plan.steps)
-        )
-        return np.asarray(unit(embedding(state[0], inputs.features)))
+        params = jax.jit(final_params, static_argnums=2)(keys[0], inputs, plan)
+        return np.asarray(unit(embedding(params, inputs.features)))
 
 
 def bias_curves(config: SpectralConfig, size: str) -> dict:
