@@ -245,6 +245,20 @@ def parse_assignment(assignment: str) -> tuple[str, str, Any]:
     return section, key.strip(), value
 
 
+def require_whole_steps(rates, times, rate_name: str) -> None:
+    """Refuse a time that is not a whole number of steps at every step size of ``rates``.
+
+    Args:
+        rates: the step sizes a run uses (training time is step size × step).
+        times: ``{field: time}``, e.g. ``{"train.duration": 100.0, "run.record_every": 5.0}``.
+        rate_name: what the step size is called in the message (``"learning rate"``).
+    """
+    for rate in rates:
+        for name, time in times.items():
+            if not math.isclose(round(time / rate) * rate, time, rel_tol=1e-9):
+                fail(name, time, f"must be a whole number of steps at {rate_name} {rate} (a multiple of it)")
+
+
 def with_overrides(config, assignments: Mapping[str, Mapping[str, Any]]):
     """Return ``config`` with ``{section: {key: value}}`` overrides applied and revalidated."""
     merged = config.to_dict()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 SOLVER_NAMES = ("tsit5", "dopri5", "dopri8", "kvaerno5")
 DEFAULT_SOLVER = "tsit5"
 
@@ -20,6 +22,25 @@ class SolverError(RuntimeError):
     def __init__(self, message: str, *, time: float, index: int | None = None):
         self.time, self.index = time, index
         super().__init__(message)
+
+
+def check_solved(values, times, first_seed: int, what: str) -> None:
+    """Raise :class:`SolverError` for the first seed whose limit went non-finite.
+
+    Args:
+        values: (seeds, T) a quantity of every seed's solution at every save time (a failed
+            solve leaves it non-finite from where it stopped).
+        times: (T,) the save times; first_seed: the label of the first seed.
+        what: the solution's name in the message (``"the exact flow"``).
+    """
+    bad = ~np.isfinite(values)
+    if bad.any():
+        seed, index = np.argwhere(bad)[0]
+        raise SolverError(
+            f"{what} of seed {first_seed + seed} stopped before t = {times[index]:g}: the diffrax solve failed "
+            "(a non-finite state, or too many steps)",
+            time=float(times[max(index - 1, 0)]),
+        )
 
 
 class Integration(NamedTuple):

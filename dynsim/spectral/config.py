@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import numpy as np
 
 from ..engine import config as engine_config
-from ..engine.config import ConfigError, SystemConfig, as_tuple, build_config, check_fields, fail, field, read_toml
+from ..engine.config import (
+    ConfigError,
+    SystemConfig,
+    as_tuple,
+    build_config,
+    check_fields,
+    fail,
+    field,
+    read_toml,
+    require_whole_steps,
+)
 from ..engine.optimizers import OPTIMIZERS
 from ..engine.schedule import stage_steps
 from .graph import FAMILIES, TASKS, Graph, hsbm, load_graph, ring
@@ -217,10 +226,6 @@ class RunConfig(engine_config.RunConfig):
             object.__setattr__(self, "values", tuple(int(v) for v in self.values))
 
 
-def _whole_steps(time: float, lr: float) -> bool:
-    return math.isclose(round(time / lr) * lr, time, rel_tol=1e-9)
-
-
 @dataclasses.dataclass(frozen=True)
 class SpectralConfig(SystemConfig):
     """A whole configuration of the spectral system: ``graph``, ``encoder``, ``train``, ``loss`` and ``run``.
@@ -246,10 +251,8 @@ class SpectralConfig(SystemConfig):
 
     def __post_init__(self):
         rates = (self.train.lr, *(self.run.values if self.run.axis == "lr" else ()))
-        for lr in rates:
-            for name, time in (("train.duration", self.train.duration), ("run.record_every", self.run.record_every)):
-                if not _whole_steps(time, lr):
-                    fail(name, time, f"must be a whole number of steps at learning rate {lr} (a multiple of it)")
+        times = {"train.duration": self.train.duration, "run.record_every": self.run.record_every}
+        require_whole_steps(rates, times, "learning rate")
         if self.run.axis == "batch" and self.train.method != "sgd":
             fail("run.axis", self.run.axis, "a sweep over the batch size needs train.method = 'sgd'")
         if self.loss.kind != "spectral":

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..engine.config import ConfigError
-from ..engine.infinite import SolverError
+from ..engine.infinite import check_solved
 from ..engine.runner import check_finite, map_seeds, record_steps, seed_keys, select_devices
 from ..engine.schedule import steps_per_record
 from .config import SpectralConfig, load_config, load_features, loss_plan
@@ -245,12 +245,5 @@ def solve(config: SpectralConfig | dict | str | None = None, seeds: int | None =
         states = jax.vmap(lambda s: flow(plan.graph, s, times, encoder=encoder, features=inputs.features))(start)
         records = jax.vmap(jax.vmap(lambda s: observe(embedding(s, inputs.features), inputs.arrays)))(states)
         records = jax.tree.map(np.asarray, records)
-    bad = ~np.isfinite(records["loss"])
-    if bad.any():
-        seed, index = np.argwhere(bad)[0]
-        raise SolverError(
-            f"the exact flow of seed {first_seed + seed} stopped before t = {times[index]:g}: the diffrax solve failed "
-            "(a non-finite state, or too many steps)",
-            time=float(times[max(index - 1, 0)]),
-        )
+    check_solved(records["loss"], times, first_seed, "the exact flow")
     return _trajectory(times, records)
