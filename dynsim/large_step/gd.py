@@ -202,12 +202,14 @@ def _flow_solve(net, x, y, w0, taus):
     return jax.vmap(lambda w: risk(net, w, x, y))(flow(net, x, y, w0, taus))
 
 
+_flow_solves = jax.jit(jax.vmap(_flow_solve, in_axes=(None, None, None, 0, None)), static_argnums=0)
+
+
 def _flow_risk(net, x, y, starts, etas, grid) -> np.ndarray:
     """L_GF(η t) of every seed's flow at every record of every stepsize: one solve per seed."""
     taus = (etas[:, None] * grid[None, :].astype(np.float64)).ravel()
     order = np.argsort(taus, kind="stable")
-    solve = jax.jit(jax.vmap(_flow_solve, in_axes=(None, None, None, 0, None)), static_argnums=0)
-    risks = np.asarray(solve(net, jnp.asarray(x), jnp.asarray(y), starts, jnp.asarray(taus[order])))
+    risks = np.asarray(_flow_solves(net, jnp.asarray(x), jnp.asarray(y), starts, jnp.asarray(taus[order])))
     if not np.all(np.isfinite(risks)):
         raise SimulationDiverged(
             seed=int(np.argwhere(~np.isfinite(risks))[0, 0]),

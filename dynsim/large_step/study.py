@@ -225,7 +225,8 @@ def summary_rows(phases, net, linear_acc, net_acc, fig4, digits_runs, comparison
         row(
             f"linear digits, eta = {eta:g}: last rise / threshold step / peak L",
             f"{rise} / {stable} / {float(run.peak_risk):.3g}",
-            "last rise < threshold step (C3); eta = 1e2, 1e3, 1e4: 86, 4, 6 / 1740, 221, 88 (C6)",
+            "last rise <= threshold step (C3, E2); spec's C6 at 1e2, 1e3, 1e4: last rise 6, 4, 86, "
+            "peak 6.2, 64.6, 745; W2's s 1740, 221, 88",
         )
         row(
             f"linear digits, eta = {eta:g}: gamma^2 eta t L and L_GD/L_GF at t = {int(run.step[-1])}",
@@ -238,7 +239,7 @@ def summary_rows(phases, net, linear_acc, net_acc, fig4, digits_runs, comparison
         row(
             f"two-layer toy, eta/m = {eta / net.attrs['width']:g}: last rise, threshold step (seeds)",
             f"{rises.tolist()} / {runs.stable_at.values.tolist()}",
-            "last rise < threshold step (C10); 0.3, 3 monotone, 30, 300 oscillate ~12 steps (C13)",
+            "last rise <= threshold step (C10, E2'); spec's C10: last rise 3 at eta/m = 30, 12 at 300",
         )
     for label, result, expected in (
         ("linear", linear_acc, "-2 up to logs (eta prop. T) / -1 (C7, W4, W5)"),
@@ -249,6 +250,16 @@ def summary_rows(phases, net, linear_acc, net_acc, fig4, digits_runs, comparison
             f"{_fmt_slope(result['slope_accelerated'])} / {_fmt_slope(result['slope_best'])} "
             f"({result['settled']:.0%} of runs)",
             expected,
+        )
+        ts = result["budgets"]
+        scaled = ts**2 * np.median(result["accelerated"], 1)
+        floor = ts * np.median(result["best"], 1)
+        row(
+            f"acceleration, {label} digits: T^2 L(w_T) at eta/m = T/4 / T L(w_T) of the best monotone run, "
+            f"T = {ts[0]} ... {ts[-1]}",
+            f"{scaled[0]:.3g} ... {scaled[-1]:.3g} (max {scaled.max():.3g}) / {floor[0]:.3g} ... {floor[-1]:.3g} "
+            f"(min {floor.min():.3g})",
+            "bounded (O~(1/T^2), W4) / bounded below (W5)",
         )
     run = fig4.isel(eta=0, seed=0)
     row(

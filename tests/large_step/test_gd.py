@@ -2,6 +2,11 @@
 NumPy step, the closed forms and derived bounds of shared/specs/large_step.md (§4, §6, C1–C5,
 C9–C11), and gradient flow (C16)."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,7 +154,7 @@ def test_no_risk_increase_after_the_stable_threshold(linear_runs, net_runs):
     """C3 (E2) and C10 (E2'): once L(w_s) ≤ 1/(4ηH), the risk never rises again."""
     for runs in (linear_runs, net_runs):
         stable, rise = runs.stable_at.values, runs.last_rise.values
-        assert np.all(stable >= 0) and np.all(rise < stable)
+        assert np.all(stable >= 0) and np.all(rise <= stable)  # a rise into the threshold is allowed
     # the spec's numbers (C3: last increase at step 12 for eta = 50, 500, 5000; W2's threshold
     # crossed at 389, 14, 13): large stepsizes do oscillate
     np.testing.assert_array_equal(linear_runs.last_rise.values[:, 0], [-1, -1, 12, 12, 12])
@@ -252,3 +257,25 @@ def test_the_same_seed_gives_the_same_bits_and_the_same_run_beside_others():
     two = gd(RESCALED.x, RESCALED.y, etas=[30.0, 3.0], **settings)
     np.testing.assert_allclose(one.risk.values[0], two.risk.sel(eta=30.0).values, rtol=1e-12)
     assert not np.array_equal(one.risk.values[0, 0], one.risk.values[0, 1])  # the seeds differ
+
+
+def test_a_grid_sharded_over_four_devices_equals_one_device(tmp_path):
+    """The (stepsize, seed) items split over 4 host devices (7 items: padded to 8) give the same runs."""
+    settings = {"etas": [3.0, 30.0, 300.0, 3000.0, 30.0, 3.0, 0.3], "steps": 60, "model": "two_layer", "width": 4}
+    settings |= {"init_scale": 0.1}
+    single = gd(RESCALED.x, RESCALED.y, **settings)
+    script = textwrap.dedent(
+        f"""
+        import jax, numpy as np
+        from dynsim.large_step import gd, load_data
+        assert jax.device_count() == 4, jax.devices()
+        data = load_data("colt_toy_rescaled")
+        runs = gd(data.x, data.y, **{settings!r})
+        np.savez({str(tmp_path / "multi.npz")!r}, risk=runs.risk.values, last_rise=runs.last_rise.values)
+        """
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
+    multi = np.load(tmp_path / "multi.npz")
+    np.testing.assert_allclose(multi["risk"], single.risk.values, rtol=1e-12)
+    np.testing.assert_array_equal(multi["last_rise"], single.last_rise.values)
