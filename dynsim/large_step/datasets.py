@@ -73,7 +73,7 @@ def _is_number(value) -> bool:
 def _check_arguments(name, pair, n, d, margin, noise, seed, path, split) -> None:
     """Raise :class:`ConfigError` for the first invalid argument of :func:`load_data`."""
     if name not in DATASETS:
-        raise _invalid("name", name, f"one of {', '.join(DATASETS)}")
+        raise _invalid("set", name, f"one of {', '.join(DATASETS)}")
     if not (
         isinstance(pair, tuple | list)
         and len(pair) == 2
@@ -93,13 +93,11 @@ def _check_arguments(name, pair, n, d, margin, noise, seed, path, split) -> None
     if not (_is_int(seed) and seed >= 0):
         raise _invalid("seed", seed, "an integer >= 0")
     if not (isinstance(path, str | PathLike) or (path is None and name != "file")):
-        raise _invalid(
-            "path", path, "the path of an .npz file with arrays x (n, d) and y (n,) (for data.name = 'file')"
-        )
+        raise _invalid("path", path, "the path of an .npz file with arrays x (n, d) and y (n,) (for data.set = 'file')")
     if split not in SPLITS:
         raise _invalid("split", split, f"one of {', '.join(SPLITS)}")
     if split != "all" and name != "digits":
-        raise _invalid("split", split, f"'all' for data.name = {name!r} (only digits has a train/test split)")
+        raise _invalid("split", split, f"'all' for data.set = {name!r} (only digits has a train/test split)")
 
 
 def colt_toy(rescaled: bool = False) -> Data:

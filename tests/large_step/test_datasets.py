@@ -191,7 +191,7 @@ def test_each_bad_file_gives_a_one_line_error_naming_data_path(tmp_path):
 @pytest.mark.parametrize(
     "name, kwargs, field",
     [
-        ("mnist", {}, "name"),
+        ("mnist", {}, "set"),
         ("digits", {"pair": (3, 3)}, "pair"),
         ("digits", {"pair": (3, 10)}, "pair"),
         ("digits", {"pair": (3,)}, "pair"),

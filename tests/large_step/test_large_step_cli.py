@@ -1,5 +1,6 @@
-"""The large-step system through the engine and the command line: ``sweep``, ``compare`` (gradient
-descent against gradient flow, slope 1 in η), one-line errors, and ``dynsim reproduce large-step``."""
+"""The large-step system through the engine and the command line: ``sweep``, one-line errors, and
+``dynsim reproduce large-step`` (whose flow experiment is the engine's comparison of gradient descent
+with gradient flow: slope 1 in η)."""
 
 import csv
 
@@ -26,21 +27,6 @@ TINY = {
     "flow_etas": [0.4, 0.2],
 }
 FIGURES = ("phases", "acceleration", "toy", "digits", "flow")
-
-
-def test_compare_measures_the_euler_error_linear_in_eta(tmp_path):
-    out = tmp_path / "cmp"
-    settings = ["--set", "model.init_scale=0.1", "--set", "train.duration=8.0", "--set", "run.record_every=2.0"]
-    result = run_main("compare", "--system", "large_step", "--quiet", "--out", str(out), "--seeds", "2", *settings)
-    assert result.returncode == 0, result.stderr
-    dataset = dynsim.load(out)
-    assert dataset.attrs["system"] == "large_step" and "flow_risk" in dataset
-    assert sorted(dataset.eta.values) == [0.1, 0.2, 0.4]
-    with open(out / "summary.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert rows[-1]["eta"] == "flow"
-    comparison = dynsim.engine.compare.comparison_of_dataset(dataset, dynsim.SYSTEMS["large_step"])
-    assert comparison.slope == pytest.approx(1.0, abs=0.05)  # GD is the Euler scheme of the flow
 
 
 @pytest.mark.parametrize(
@@ -77,6 +63,8 @@ def test_a_users_npz_trains_and_a_bad_one_is_refused(tmp_path):
         f"data.path='{good}'",
         "--set",
         "train.duration=4.0",
+        "--set",
+        "run.values=[0.4]",
     )
     assert ok.returncode == 0, ok.stderr
     refused = run_main(
@@ -112,6 +100,11 @@ def test_reproduce_writes_figures_and_summary_and_reads_runs_back(tmp_path, monk
     assert result.returncode == 0, result.stderr
     assert "acceleration, linear digits" in result.stdout
     _check_outputs(out)
+    flow = dynsim.load(out / "flow")  # the engine's sweep against gradient flow, as `dynsim compare` runs it
+    assert flow.attrs["system"] == "large_step" and "flow_risk" in flow
+    assert sorted(flow.eta.values) == sorted(TINY["flow_etas"])
+    comparison = dynsim.engine.compare.comparison_of_dataset(flow, dynsim.SYSTEMS["large_step"])
+    assert comparison.slope == pytest.approx(1.0, abs=0.05)  # GD is the Euler scheme of the flow
 
     def refuse(*args, **kwargs):
         raise AssertionError("a saved run was computed again")
