@@ -126,3 +126,10 @@ def write_record(name: str, record: dict, markdown: str) -> Path:
     described = ", ".join(f"{key} {value}" for key, value in about.items() if key != "devices")
     path.with_suffix(".md").write_text(f"# {name}, {full['time']}\n\nMachine: {described}.\n\n{markdown}\n")
     return path
+
+
+def publish(name: str, record: dict, lines: list[str], table: str) -> None:
+    """Print ``lines`` and ``table`` as one markdown text and write it with ``record`` (:func:`write_record`)."""
+    text = "\n\n".join([*lines, table])
+    print(text)
+    print(f"record: {write_record(name, record, text)}")

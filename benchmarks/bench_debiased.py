@@ -29,7 +29,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import markdown_table, matmul_gflops, ratio_text, summary, timed, write_record
+from _common import markdown_table, matmul_gflops, publish, ratio_text, summary, timed
 
 from dynsim.spectral.debiased import in_batch, unit
 
@@ -153,9 +153,7 @@ def main():
     table = markdown_table(["program", "ms per call", "speed vs PyTorch", "GFLOP/s (share of matmul)"], rows)
     if torch is None:
         lines.append("PyTorch is not installed (pip install -e .[bench]): its column is missing.")
-    text = "\n\n".join([*lines, table])
-    print(text)
-    print(f"record: {write_record('debiased', record, text)}")
+    publish("debiased", record, lines, table)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import markdown_table, matmul_gflops, ratio_text, summary, write_record
+from _common import markdown_table, matmul_gflops, publish, ratio_text, summary
 
 from dynsim.engine.runner import map_seeds, seed_keys, select_devices
 from dynsim.large_step import gd, load_data
@@ -217,9 +217,7 @@ def main():
     table = markdown_table(header, rows)
     if torch is None:
         lines.append("PyTorch is not installed (pip install -e .[bench]): its row is missing.")
-    text = "\n\n".join([*lines, table])
-    print(text)
-    print(f"record: {write_record('large_step', record, text)}")
+    publish("large_step", record, lines, table)
 
 
 if __name__ == "__main__":
