@@ -274,7 +274,8 @@ def test_a_grid_sharded_over_four_devices_equals_one_device(tmp_path):
         np.savez({str(tmp_path / "multi.npz")!r}, risk=runs.risk.values, last_rise=runs.last_rise.values)
         """
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    env = {**os.environ, "XLA_FLAGS": flags}  # the suite's own flags too (tests/conftest.py)
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
     multi = np.load(tmp_path / "multi.npz")
     np.testing.assert_allclose(multi["risk"], single.risk.values, rtol=1e-12)

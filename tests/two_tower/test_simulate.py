@@ -124,7 +124,8 @@ def test_multi_device_run_equals_single_device(tmp_path):
         np.savez({str(tmp_path / "multi.npz")!r}, a=t.a, p=t.p, nu_b=t.nu_b, loss=t.metrics["loss"])
         """
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    env = {**os.environ, "XLA_FLAGS": flags}  # the suite's own flags too (tests/conftest.py)
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
     multi = np.load(tmp_path / "multi.npz")
     for name, ours in [("a", single.a), ("p", single.p), ("nu_b", single.nu_b), ("loss", single.metrics["loss"])]:
