@@ -120,6 +120,28 @@ def toy_figure(run: xr.Dataset, path: Path) -> Path:
     return save(fig, path)
 
 
+def width_figure(widths: dict, reference: float, path: Path) -> Path:
+    """C14: the risk and √m × the normalized margin of each width at a fixed η/m, with the
+    antisymmetric configuration's √m γ̄ as a reference."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = _colors(len(widths))
+    for color, (m, runs) in zip(colors, widths.items(), strict=True):
+        steps = runs.step.values
+        _band(axes[0], steps, runs.risk.isel(eta=0).values, color, f"m = {m}")
+        _band(axes[1], steps, np.sqrt(m) * runs.margin.isel(eta=0).values, color, f"m = {m}")
+    axes[1].axhline(reference, color="grey", linestyle=":", label=f"w_j = a_j u: {reference:.3f}")
+    axes[0].set(xscale="log", yscale="log", xlabel="step t", ylabel="L")
+    axes[1].set(xscale="log", xlabel="step t", ylabel="√m × normalized margin")
+    runs = next(iter(widths.values()))
+    eta = float(runs.eta[0]) / int(runs.attrs["width"])
+    axes[0].set_title(f"two-layer on {runs.attrs['data']}, η/m = {eta:g}, σ0 = 0.1 ({_seeds(runs)})", fontsize=9)
+    axes[1].set_title("mean-field scaling: √m γ̄ across widths", fontsize=9)
+    axes[1].set_ylim(-0.5, 0.3)
+    for ax in axes:
+        ax.legend(fontsize=8)
+    return save(fig, path)
+
+
 def digits_figure(runs: xr.Dataset, path: Path) -> Path:
     """The two-layer net on digits: risk, margin and test accuracy at a small and a large stepsize."""
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.5))

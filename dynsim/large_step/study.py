@@ -1,7 +1,7 @@
 r"""``dynsim reproduce large-step``: the two phases, the margins, the acceleration and gradient descent
 against gradient flow, measured (shared/specs/large_step.md §5–§7).
 
-Six experiments under ``out``:
+Seven experiments under ``out``:
 
 - ``phases``: the linear model on digits 3 vs 8 (w_0 = 0) at η = 1 … 10⁴: risk, η·sharpness and
   normalized margin against the step, the stable-phase threshold crossing and the last rise
@@ -14,6 +14,8 @@ Six experiments under ``out``:
   w_0 = 0): the network's margin and each neuron's (C15).
 - ``digits``: the two-layer net on digits 3 vs 8 (train and test split) at a small and a large
   stepsize: risk, margin and test accuracy, with seed bands.
+- ``widths``: the two-layer net on the COLT toy at η/m = 3 for m = 2 … 512: L and √m γ̄ against
+  the step, beside √m γ̄ = (1 + c)γ/2 of the antisymmetric weights w_j = a_j u (C12, C14).
 - ``flow``: a stepsize sweep through the engine (``sweep``, a run directory that resumes) of
   the two-layer net on the rescaled toy at fixed τ = η t against gradient flow: error ∝ η (C16).
 
@@ -36,7 +38,14 @@ from ..engine.results import write_atomic, write_csv
 from ..engine.tables import Report
 from .config import LargeStepConfig
 from .datasets import load_data, max_margin
-from .figures import acceleration_figure, digits_figure, flow_figure, phases_figure, toy_figure
+from .figures import (
+    acceleration_figure,
+    digits_figure,
+    flow_figure,
+    phases_figure,
+    toy_figure,
+    width_figure,
+)
 from .gd import gd
 
 SIZES = {
@@ -48,6 +57,8 @@ SIZES = {
         "net_budgets": (2.5, 4.0),
         "net_width": 8,
         "fig4_steps": 200_000,
+        "widths": (2, 8, 32, 128, 512),
+        "width_steps": 10_000,
         "digits_width": 32,
         "digits_steps": 10_000,
         "flow_etas": [0.4, 0.2, 0.1, 0.05],
@@ -60,6 +71,8 @@ SIZES = {
         "net_budgets": (2.5, 5.0),
         "net_width": 32,
         "fig4_steps": 1_000_000,
+        "widths": (2, 8, 32, 128, 512),
+        "width_steps": 100_000,
         "digits_width": 256,
         "digits_steps": 100_000,
         "flow_etas": [0.4, 0.2, 0.1, 0.05, 0.025],
@@ -71,6 +84,8 @@ FIXED_ETAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 ACCELERATION = 0.25  # eta / m = ACCELERATION * T
 DIGITS_EFFECTIVE = (1.0, 100.0)
 NET = {"model": "two_layer", "activation": "leaky_softplus", "c": 0.5}
+WIDTH_EFFECTIVE = 3.0  # eta / m of the width sweep
+WIDTH_REFERENCE = (1 + 0.5) * 0.2 / 2  # sqrt(m) gamma_bar of w_j = a_j u on the COLT toy (spec C12, C14)
 
 
 def _saved(path: Path, settings: dict, compute: Callable[[], xr.Dataset]) -> xr.Dataset:
@@ -162,6 +177,7 @@ def reproduce_large_step(out: str | Path, size: str, sweep: Callable) -> Report:
         out, "acceleration_two_layer", digits, spec["net_budgets"], net_width, init_scale=0.1, seeds=2, **NET
     )
     fig4 = _run(out, "toy_fig4", {"name": "fig4_toy"}, etas=[3.0], steps=spec["fig4_steps"], width=2, **NET)
+    widths = width_runs(out, spec)
     m = spec["digits_width"]
     digits_runs = _run(
         out,
@@ -179,9 +195,11 @@ def reproduce_large_step(out: str | Path, size: str, sweep: Callable) -> Report:
     phases_figure(phases, net, figures / "large_step_phases.png")
     acceleration_figure(linear_acc, net_acc, net_width, figures / "large_step_acceleration.png")
     toy_figure(fig4, figures / "large_step_toy.png")
+    width_figure(widths, WIDTH_REFERENCE, figures / "large_step_widths.png")
     digits_figure(digits_runs, figures / "large_step_digits.png")
     flow_figure(comparison, phases, figures / "large_step_flow.png")
     rows = summary_rows(phases, net, linear_acc, net_acc, fig4, digits_runs, comparison)
+    rows += width_rows(widths)
     write_csv(figures / "large_step_summary.csv", rows)
     cells = [(row["quantity"], row["measured"], row["expected"]) for row in rows]
     message = f"figures and tables in {figures}/; runs in {out / 'runs'}/ and {out / 'flow'}/"
@@ -207,6 +225,41 @@ def flow_sweep(out: Path, spec: dict) -> LargeStepConfig:
             "run": {"values": spec["flow_etas"], "record_every": 2.0, "seeds": 2, "out": str(out / "flow")},
         }
     )
+
+
+def width_runs(out: Path, spec: dict) -> dict:
+    """C14: the two-layer net on the COLT toy at η/m = 3, σ0 = 0.1 per entry, at every width of
+    ``spec["widths"]``: one run per width (the shapes differ)."""
+    return {
+        m: _run(
+            out,
+            f"width_{m}",
+            {"name": "colt_toy"},
+            etas=[WIDTH_EFFECTIVE * m],
+            steps=spec["width_steps"],
+            width=m,
+            init_scale=0.1,
+            seeds=spec["seeds"],
+            power_iterations=0,
+            **NET,
+        )
+        for m in spec["widths"]
+    }
+
+
+def width_rows(widths: dict) -> list[dict]:
+    """Per width: L and √m γ̄ at the last step (median over seeds), beside the antisymmetric reference."""
+    rows = []
+    for m, runs in widths.items():
+        last = runs.isel(eta=0, step=-1)
+        rows.append(
+            {
+                "quantity": f"width m = {m}, eta/m = {WIDTH_EFFECTIVE:g}, t = {int(last.step)}: L / sqrt(m) margin",
+                "measured": f"{float(last.risk.median()):.4g} / {float(np.sqrt(m) * last.margin.median()):.4g}",
+                "expected": f"converge as m grows (C14, mean field); antisymmetric w: {WIDTH_REFERENCE:.4f} (C12)",
+            }
+        )
+    return rows
 
 
 def summary_rows(phases, net, linear_acc, net_acc, fig4, digits_runs, comparison) -> list[dict]:

@@ -22,11 +22,13 @@ TINY = {
     "net_budgets": (2.0, 2.5),
     "net_width": 4,
     "fig4_steps": 2000,
+    "widths": (2, 4),
+    "width_steps": 200,
     "digits_width": 4,
     "digits_steps": 200,
     "flow_etas": [0.4, 0.2],
 }
-FIGURES = ("phases", "acceleration", "toy", "digits", "flow")
+FIGURES = ("phases", "acceleration", "toy", "digits", "flow", "widths")
 
 
 @pytest.mark.parametrize(
