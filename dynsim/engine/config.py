@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,6 +62,14 @@ def field(default: Any, doc: str, kind: str, **allowed: Any) -> Any:
 def fail(field: str, value: Any, allowed: str) -> None:
     """Raise the :class:`ConfigError` of ``field = value``, saying what is ``allowed``."""
     raise ConfigError(f"{field} = {value!r} is invalid: {allowed}")
+
+
+def check_count(name: str, value, low: int) -> int:
+    """``value`` as an int, if it is an integer (not a bool) >= ``low``; else the one-line :class:`ConfigError`
+    of a function argument called ``name`` (``seeds``, ``width``, ...)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{name} = {value!r} is invalid: must be an integer >= {low}")
+    return int(value)
 
 
 def _check_number(field, value, *, low=None, strict=False, high=None, integer=False):

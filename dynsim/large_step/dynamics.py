@@ -24,11 +24,12 @@ import numpy as np
 
 from ..engine.integrate import integrate, resolve_solver
 from ..engine.types import Array, Float
-from .model import Model, defect, gradient_scale, margins, neuron_margins, norm, risk
+from .model import Model, defect, gradient_scale, margins, neuron_margins, norm, risk, stable_threshold
 
 WINDOW = 50  # risks kept on each side of the last increase
 RISE_TOLERANCE = 1e-13  # a relative rise below this is rounding, not a rise
 FLOW_RTOL, FLOW_ATOL, FLOW_MAX_STEPS = 1e-10, 1e-12, 2**18
+STATE_METRICS = ("risk", "gradient_scale", "margin", "smoothed_margin", "norm", "sharpness")  # of state_metrics
 
 
 class Problem(NamedTuple):
@@ -157,7 +158,7 @@ def run(item, shared, problem: Problem) -> dict:
     """One gradient-descent run: ``item = (w0, eta)``; records at ``problem.record`` and the reductions."""
     w0, eta = item
     model, x, y = problem.model, shared["x"], shared["y"]
-    threshold = 1.0 / (4.0 * eta * problem.smoothness)
+    threshold = stable_threshold(eta, problem.smoothness)
     value_and_grad = jax.value_and_grad(lambda w: risk(model, w, x, y))
 
     def step(_, carry):

@@ -16,11 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from ..engine.figures import error_axes, save  # noqa: E402
-
-
-def _colors(count: int) -> list:
-    return [plt.get_cmap("viridis")(i / max(count - 1, 1)) for i in range(count)]
+from ..engine.figures import axis_colors, error_axes, save  # noqa: E402
 
 
 def _band(ax, steps, values: np.ndarray, color, label: str) -> None:
@@ -50,7 +46,7 @@ def phases_figure(linear: xr.Dataset, net: xr.Dataset, path: Path) -> Path:
     (d) risk of the two-layer runs with seed bands."""
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
     steps = linear.step.values
-    colors = _colors(linear.sizes["eta"])
+    colors = axis_colors(linear.eta.values)
     for color, eta in zip(colors, linear.eta.values, strict=True):
         run = linear.sel(eta=eta).isel(seed=0)
         axes[0].plot(steps[1:], run.risk.values[1:], color=color, label=f"η = {eta:g}")
@@ -69,7 +65,7 @@ def phases_figure(linear: xr.Dataset, net: xr.Dataset, path: Path) -> Path:
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
     width = net.attrs["width"]
-    for color, eta in zip(_colors(net.sizes["eta"]), net.eta.values, strict=True):
+    for color, eta in zip(axis_colors(net.eta.values), net.eta.values, strict=True):
         _band(axes[3], net.step.values, net.risk.sel(eta=eta).values, color, f"η/m = {eta / width:g}")
     axes[3].set(xscale="log", yscale="log", xlabel="step t")
     axes[3].set_title(f"(d) two-layer m = {width}, {net.attrs['data']}: risk ({_seeds(net)})", fontsize=9)
@@ -124,7 +120,7 @@ def width_figure(widths: dict, reference: float, path: Path) -> Path:
     """C14: the risk and √m × the normalized margin of each width at a fixed η/m, with the
     antisymmetric configuration's √m γ̄ as a reference."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = _colors(len(widths))
+    colors = axis_colors(list(widths))
     for color, (m, runs) in zip(colors, widths.items(), strict=True):
         steps = runs.step.values
         _band(axes[0], steps, runs.risk.isel(eta=0).values, color, f"m = {m}")
@@ -166,7 +162,7 @@ def flow_figure(comparison, linear: xr.Dataset, path: Path) -> Path:
     error_axes(axes[0], comparison)
     axes[0].set_title("GD vs gradient flow at fixed τ = ηt (two-layer, rescaled toy)", fontsize=9)
     steps = linear.step.values[1:]
-    for color, eta in zip(_colors(linear.sizes["eta"]), linear.eta.values, strict=True):
+    for color, eta in zip(axis_colors(linear.eta.values), linear.eta.values, strict=True):
         axes[1].plot(steps, linear.ratio.sel(eta=eta).isel(seed=0).values[1:], color=color, label=f"η = {eta:g}")
     axes[1].axhline(1.0, color="grey", linestyle=":")
     axes[1].set(xscale="log", yscale="log", xlabel="step t", ylabel="L_GD(t) / L_GF(ηt)")

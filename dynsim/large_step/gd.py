@@ -13,12 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ..engine.config import ConfigError
-from ..engine.runner import SimulationDiverged, map_seeds, seed_keys, select_devices
-from .dynamics import WINDOW, Problem, flow, record_grid, run
-from .model import initial_weights, make_model, radius_of, risk, smoothness
+from ..engine.config import ConfigError, check_count
+from ..engine.infinite import check_solved
+from ..engine.runner import check_finite, map_seeds, select_devices
+from .dynamics import STATE_METRICS, WINDOW, Problem, flow, record_grid, run
+from .model import make_model, radius_of, risk, seed_starts, smoothness, stable_threshold
 
-PER_STEP = ("risk", "gradient_scale", "margin", "smoothed_margin", "norm", "sharpness", "increment", "mean_risk")
+PER_STEP = (*STATE_METRICS, "increment", "mean_risk")
 
 
 def check_data(x, y, names=("x", "y"), both_classes: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -51,12 +52,6 @@ def _check_etas(etas) -> np.ndarray:
     if etas.ndim != 1 or etas.size == 0 or not np.all(np.isfinite(etas)) or np.any(etas <= 0):
         raise ConfigError(f"etas = {etas.tolist()!r} is invalid: must be one or more finite stepsizes > 0")
     return etas
-
-
-def _check_count(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} = {value!r} is invalid: must be an integer >= {low}")
-    return int(value)
 
 
 def gd(
@@ -115,6 +110,7 @@ def gd(
     Raises:
         ConfigError: invalid data or arguments (one line naming them).
         SimulationDiverged: a run's risk became NaN/Inf (names the stepsize and seed).
+        SolverError: with ``flow=True``, the diffrax solve of a seed's flow failed.
 
     Example:
         >>> import numpy as np
@@ -126,9 +122,9 @@ def gd(
     """
     x, y = check_data(x, y)
     etas = _check_etas(etas)
-    steps = _check_count("steps", steps, 1)
-    seeds = _check_count("seeds", seeds, 1)
-    seed = _check_count("seed", seed, 0)
+    steps = check_count("steps", steps, 1)
+    seeds = check_count("seeds", seeds, 1)
+    seed = check_count("seed", seed, 0)
     if not np.isfinite(init_scale) or init_scale < 0:
         raise ConfigError(f"init_scale = {init_scale!r} is invalid: must be a number >= 0")
     net = make_model(model, width, activation, c, h)
@@ -140,8 +136,7 @@ def gd(
     problem = Problem(net, tuple(int(s) for s in grid), smoothness(net, radius), power_iterations, test is not None)
     devices = select_devices(device)
     with jax.enable_x64(True):
-        _, keys = seed_keys(seed, 0, seeds)
-        starts = jax.vmap(lambda key: initial_weights(net, x.shape[1], key, init_scale))(keys)
+        starts = seed_starts(net, x.shape[1], init_scale, seed, seeds)
         items = (jnp.tile(starts, (etas.size,) + (1,) * (starts.ndim - 1)), jnp.repeat(jnp.asarray(etas), seeds))
         out = map_seeds(run, items, jax.tree.map(jnp.asarray, shared), problem, devices)
         _check_finite(out["risk"], etas, seeds, grid)
@@ -153,16 +148,11 @@ def gd(
 
 
 def _check_finite(risks: np.ndarray, etas, seeds: int, grid) -> None:
-    bad = ~np.isfinite(risks)
-    if bad.any():
-        item, index = np.argwhere(bad)[0]
-        raise SimulationDiverged(
-            seed=int(item % seeds),
-            step=int(grid[index]),
-            time=float(etas[item // seeds] * grid[index]),
-            where=f"stepsize {etas[item // seeds]:g}",
-            hint="the risk overflowed; lower the stepsize",
-        )
+    """The engine's :func:`~dynsim.engine.runner.check_finite` on the seeds of each stepsize in turn."""
+    for eta, block in zip(etas, risks.reshape(etas.size, seeds, -1), strict=True):
+        never = np.full(seeds, -1)
+        hint = "the risk overflowed; lower the stepsize"
+        check_finite(never, block, grid, lr=eta, first_seed=0, where=f"stepsize {eta:g}", hint=hint)
 
 
 def _dataset(out, etas, seeds, grid, net, problem, radius, x) -> xr.Dataset:
@@ -180,7 +170,7 @@ def _dataset(out, etas, seeds, grid, net, problem, radius, x) -> xr.Dataset:
     for name in ("stable_at", "last_rise", "peak_risk"):
         data[name] = (run_dims, shaped(out[name]))
     data["window"] = (run_dims + ("offset",), shaped(out["window"]))
-    data["threshold"] = (("eta",), 1.0 / (4.0 * etas * problem.smoothness))
+    data["threshold"] = (("eta",), stable_threshold(etas, problem.smoothness))
     act = net.act
     attrs = {
         "model": net.kind,
@@ -210,14 +200,7 @@ def _flow_risk(net, x, y, starts, etas, grid) -> np.ndarray:
     taus = (etas[:, None] * grid[None, :].astype(np.float64)).ravel()
     order = np.argsort(taus, kind="stable")
     risks = np.asarray(_flow_solves(net, jnp.asarray(x), jnp.asarray(y), starts, jnp.asarray(taus[order])))
-    if not np.all(np.isfinite(risks)):
-        raise SimulationDiverged(
-            seed=int(np.argwhere(~np.isfinite(risks))[0, 0]),
-            step=0,
-            time=float(taus[-1]),
-            where="the gradient flow",
-            hint="the diffrax solve failed (too many steps): shorten the run",
-        )
+    check_solved(risks, taus[order], 0, "the gradient flow")
     unsorted = np.empty_like(risks)
     unsorted[:, order] = risks
     return unsorted.reshape(starts.shape[0], etas.size, grid.size).transpose(1, 0, 2)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..engine.config import ConfigError
+from ..engine.runner import seed_keys
 from ..engine.types import Array, Float
 from .activations import Activation, activation
 
@@ -119,17 +120,25 @@ def smoothness(model: Model, radius: float) -> float:
     return radius**2 * (model.act.slope**2 + model.act.beta) / model.width
 
 
-def stable_threshold(model: Model, eta, radius: float):
+def stable_threshold(eta, smoothness: float):
     r"""The risk below which gradient descent at stepsize η never increases the risk again:
-    :math:`L \le 1/(4\eta H)` (E2 for the linear model, E2' for the two-layer net; H of
-    :func:`smoothness`). The proof: every margin then moves by at most 1/4 along the step, G
+    :math:`L \le 1/(4\eta H)`, H = ``smoothness`` (E2 for the linear model, E2' for the two-layer
+    net; H of :func:`smoothness`). The proof: every margin then moves by at most 1/4 along the step, G
     grows there by at most e^{1/4}, and :math:`L(w_{t+1}) \le L(w_t) - \eta(1 - e^{1/4}/8)\|\nabla L\|^2`."""
-    return 1.0 / (4.0 * eta * smoothness(model, radius))
+    return 1.0 / (4.0 * eta * smoothness)
 
 
 def initial_weights(model: Model, d: int, key: jax.Array, scale: float, dtype=jnp.float64) -> Array:
     """w_0: iid N(0, scale²) entries (zero when ``scale = 0``)."""
     return scale * jax.random.normal(key, model.shape(d), dtype)
+
+
+def seed_starts(model: Model, d: int, scale: float, seed: int, seeds: int, first_seed: int = 0) -> Array:
+    """w_0 of seeds ``first_seed .. first_seed + seeds - 1`` (:func:`initial_weights`), (seeds, *shape):
+    seed i draws from ``fold_in(fold_in(key(seed), 0), i)`` (:func:`dynsim.engine.runner.seed_keys`),
+    so :func:`~dynsim.large_step.gd` and the engine's runs of a seed start alike."""
+    keys = seed_keys(seed, 0, seeds, first_seed)[1]
+    return jax.vmap(lambda key: initial_weights(model, d, key, scale))(keys)
 
 
 def radius_of(x) -> float:

@@ -15,16 +15,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..engine.config import ConfigError
+from ..engine.config import check_count
 from ..engine.infinite import check_solved
-from ..engine.runner import check_finite, map_seeds, record_steps, seed_keys, select_devices
+from ..engine.runner import check_finite, map_seeds, record_steps, select_devices
 from ..engine.schedule import steps_per_record
 from .config import LargeStepConfig, training_set
-from .dynamics import Problem, flow, run, state_metrics
-from .model import initial_weights, radius_of, smoothness
+from .dynamics import STATE_METRICS, Problem, flow, run, state_metrics
+from .model import radius_of, seed_starts, smoothness
 
 COORDINATE_DIMS = {"weights": "parameter"}
-METRICS = ("risk", "gradient_scale", "margin", "smoothed_margin", "norm", "sharpness")
+METRICS = STATE_METRICS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,16 +38,12 @@ class Trajectory:
 
 
 def _starts(config: LargeStepConfig, seeds: int, first_seed: int):
-    model, x = config.model.predictor, training_set(config.data).x
-    _, keys = seed_keys(config.run.seed, 0, seeds, first_seed)
-    return jax.vmap(lambda key: initial_weights(model, x.shape[1], key, config.model.init_scale))(keys)
+    d = training_set(config.data).x.shape[1]
+    return seed_starts(config.model.predictor, d, config.model.init_scale, config.run.seed, seeds, first_seed)
 
 
 def _checked(seeds, first_seed) -> tuple[int, int]:
-    for name, value, low in (("seeds", seeds, 1), ("first_seed", first_seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"{name} = {value!r} is invalid: must be an integer >= {low}")
-    return int(seeds), int(first_seed)
+    return check_count("seeds", seeds, 1), check_count("first_seed", first_seed, 0)
 
 
 def record_times(config: LargeStepConfig) -> np.ndarray:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..engine.config import ConfigError
+from ..engine.config import ConfigError, check_count
 from ..engine.infinite import check_solved
 from ..engine.runner import check_finite, map_seeds, record_steps, seed_keys, select_devices
 from ..engine.schedule import steps_per_record
@@ -51,12 +51,6 @@ class Trajectory:
     eig: np.ndarray
     mass: np.ndarray
     metrics: dict[str, np.ndarray]
-
-
-def _check_count(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} = {value!r} is invalid: must be an integer >= {low}")
-    return int(value)
 
 
 def point(config: SpectralConfig) -> str:
@@ -174,8 +168,8 @@ def simulate(config: SpectralConfig | dict | str | None = None, seeds: int | Non
         ((2, 3, 3), (2, 3))
     """
     config = load_config(config)
-    seeds = _check_count("seeds", config.run.seeds if seeds is None else seeds, 1)
-    first_seed = _check_count("first_seed", first_seed, 0)
+    seeds = check_count("seeds", config.run.seeds if seeds is None else seeds, 1)
+    first_seed = check_count("first_seed", first_seed, 0)
     plan = plan_of(config)
     devices = select_devices(config.run.device)
     check_memory(config, seeds, devices, point(config))
@@ -233,8 +227,8 @@ def solve(config: SpectralConfig | dict | str | None = None, seeds: int | None =
             f"train.optimizer = {config.train.optimizer!r} has no gradient-flow limit here: the exact flow is the "
             "limit of plain gradient steps; use train.optimizer = 'sgd'"
         )
-    seeds = _check_count("seeds", config.run.seeds if seeds is None else seeds, 1)
-    first_seed = _check_count("first_seed", first_seed, 0)
+    seeds = check_count("seeds", config.run.seeds if seeds is None else seeds, 1)
+    first_seed = check_count("first_seed", first_seed, 0)
     plan = plan_of(config)._replace(dtype="float64")
     times = record_times(config)
     with jax.enable_x64(True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ..engine.config import ConfigError
+from ..engine.config import ConfigError, check_count
 from ..engine.runner import check_finite, map_seeds, record_steps, seed_keys, select_devices
 from . import gram as _gram
 from . import param as _param
@@ -30,12 +30,6 @@ def backend_and_init(
     init = config.run.init if init is None else init
     check_backend(backend, init, config.train.optimizer)
     return backend, _BACKENDS[backend].resolve_init(config, width, init)
-
-
-def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} = {value!r} is invalid: must be an integer >= 1")
-    return int(value)
 
 
 def simulate(
@@ -90,8 +84,8 @@ def simulate(
         ((2, 4, 2), (2, 4))
     """
     config = load_config(config)
-    width = _check_count("width", config.run.widths[0] if width is None else width)
-    seeds = _check_count("seeds", config.run.seeds if seeds is None else seeds)
+    width = check_count("width", config.run.widths[0] if width is None else width, 1)
+    seeds = check_count("seeds", config.run.seeds if seeds is None else seeds, 1)
     if isinstance(first_seed, bool) or not isinstance(first_seed, (int, np.integer)) or first_seed < 0:
         raise ConfigError(f"first_seed = {first_seed!r} is invalid: must be an integer >= 0")
     backend, init = backend_and_init(config, width, backend, init)
