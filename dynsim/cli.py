@@ -345,7 +345,9 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep 
 
 @app.command()
 def reproduce(
-    figure: Annotated[str, typer.Argument(help="What to reproduce: fig1 (two_tower), spectral, debiased.")],
+    figure: Annotated[
+        str, typer.Argument(help="What to reproduce: fig1 (two_tower), spectral, debiased, large-step, jghm.")
+    ],
     quick: Annotated[
         bool,
         typer.Option(
@@ -371,6 +373,13 @@ def reproduce(
 
     debiased: biased, debiased and unbiased InfoNCE on augmentation graphs, and the debiased
     estimator's bias (docs/spectral.md#debiased-contrastive-learning).
+
+    large-step: gradient descent at any stepsize on the logistic risk: phases, margins,
+    acceleration, against gradient flow (docs/large_step.md).
+
+    jghm: CLIP on the joint generative hierarchical model against exact Bayes references: risk
+    against p, excess risk beside sufficiency, zero-shot against M, the root-label control
+    (docs/jghm.md; --quick about 3.5 minutes on 2 CPU cores).
 
     Examples:
 

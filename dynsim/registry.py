@@ -18,11 +18,12 @@ import xarray as xr
 from .engine.config import ConfigError, SystemConfig, build_config, read_toml
 from .engine.results import load_run
 from .engine.system import System
+from .jghm.system import SYSTEM as JGHM
 from .large_step.system import SYSTEM as LARGE_STEP
 from .spectral.system import SYSTEM as SPECTRAL
 from .two_tower.system import SYSTEM as TWO_TOWER
 
-SYSTEMS: dict[str, System] = {system.name: system for system in (TWO_TOWER, SPECTRAL, LARGE_STEP)}
+SYSTEMS: dict[str, System] = {system.name: system for system in (TWO_TOWER, SPECTRAL, LARGE_STEP, JGHM)}
 DEFAULT = TWO_TOWER.name
 
 

@@ -97,6 +97,20 @@ def legend_handles(ds: xr.Dataset, colors: list, limit: bool) -> list:
     return handles
 
 
+def seed_band(ax, steps, values: np.ndarray, color, label: str) -> None:
+    """Median over seeds (axis 0) with a min–max band; ``steps`` > 0 only (log axes)."""
+    keep = steps > 0
+    ax.plot(steps[keep], np.nanmedian(values, axis=0)[keep], color=color, label=label)
+    if values.shape[0] > 1:
+        ax.fill_between(steps[keep], np.nanmin(values, 0)[keep], np.nanmax(values, 0)[keep], color=color, alpha=0.2)
+
+
+def seeds_label(ds: xr.Dataset) -> str:
+    """What a band over ``ds``'s seeds shows (``median of 4 seeds, band min–max``)."""
+    count = ds.sizes["seed"]
+    return "1 seed" if count == 1 else f"median of {count} seeds, band min–max"
+
+
 def save(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG and close it; returns the path."""
     path = Path(path)

@@ -79,7 +79,7 @@ def limit_dataset(system: System, config) -> xr.Dataset:
         ConfigError: the system has no limit, or not for this configuration.
     """
     if system.limit is None:
-        raise ConfigError(f"the {system.name} system has no limit or exact reference to solve")
+        raise ConfigError(f"the {system.name} system declares no limit to compare against or overlay (see its docs)")
     record = as_record(system.limit(config), system)
     return record_dataset(record, system.coordinates, prefix=f"{system.limit_name}_")
 

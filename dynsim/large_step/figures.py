@@ -16,20 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from ..engine.figures import axis_colors, error_axes, save  # noqa: E402
-
-
-def _band(ax, steps, values: np.ndarray, color, label: str) -> None:
-    """Median over seeds (axis 0) with a min–max band; ``steps`` > 0 only (log axes)."""
-    keep = steps > 0
-    ax.plot(steps[keep], np.nanmedian(values, axis=0)[keep], color=color, label=label)
-    if values.shape[0] > 1:
-        ax.fill_between(steps[keep], np.nanmin(values, 0)[keep], np.nanmax(values, 0)[keep], color=color, alpha=0.2)
-
-
-def _seeds(ds: xr.Dataset) -> str:
-    count = ds.sizes["seed"]
-    return "1 seed" if count == 1 else f"median of {count} seeds, band min–max"
+from ..engine.figures import axis_colors, error_axes, save, seed_band, seeds_label  # noqa: E402
 
 
 def _mark(ax, run: xr.Dataset, color) -> None:
@@ -66,9 +53,9 @@ def phases_figure(linear: xr.Dataset, net: xr.Dataset, path: Path) -> Path:
     axes[1].legend(fontsize=8)
     width = net.attrs["width"]
     for color, eta in zip(axis_colors(net.eta.values), net.eta.values, strict=True):
-        _band(axes[3], net.step.values, net.risk.sel(eta=eta).values, color, f"η/m = {eta / width:g}")
+        seed_band(axes[3], net.step.values, net.risk.sel(eta=eta).values, color, f"η/m = {eta / width:g}")
     axes[3].set(xscale="log", yscale="log", xlabel="step t")
-    axes[3].set_title(f"(d) two-layer m = {width}, {net.attrs['data']}: risk ({_seeds(net)})", fontsize=9)
+    axes[3].set_title(f"(d) two-layer m = {width}, {net.attrs['data']}: risk ({seeds_label(net)})", fontsize=9)
     axes[3].legend(fontsize=8)
     return save(fig, path)
 
@@ -123,14 +110,14 @@ def width_figure(widths: dict, reference: float, path: Path) -> Path:
     colors = axis_colors(list(widths))
     for color, (m, runs) in zip(colors, widths.items(), strict=True):
         steps = runs.step.values
-        _band(axes[0], steps, runs.risk.isel(eta=0).values, color, f"m = {m}")
-        _band(axes[1], steps, np.sqrt(m) * runs.margin.isel(eta=0).values, color, f"m = {m}")
+        seed_band(axes[0], steps, runs.risk.isel(eta=0).values, color, f"m = {m}")
+        seed_band(axes[1], steps, np.sqrt(m) * runs.margin.isel(eta=0).values, color, f"m = {m}")
     axes[1].axhline(reference, color="grey", linestyle=":", label=f"w_j = a_j u: {reference:.3f}")
     axes[0].set(xscale="log", yscale="log", xlabel="step t", ylabel="L")
     axes[1].set(xscale="log", xlabel="step t", ylabel="√m × normalized margin")
     runs = next(iter(widths.values()))
     eta = float(runs.eta[0]) / int(runs.attrs["width"])
-    axes[0].set_title(f"two-layer on {runs.attrs['data']}, η/m = {eta:g}, σ0 = 0.1 ({_seeds(runs)})", fontsize=9)
+    axes[0].set_title(f"two-layer on {runs.attrs['data']}, η/m = {eta:g}, σ0 = 0.1 ({seeds_label(runs)})", fontsize=9)
     axes[1].set_title("mean-field scaling: √m γ̄ across widths", fontsize=9)
     axes[1].set_ylim(-0.5, 0.3)
     for ax in axes:
@@ -146,12 +133,12 @@ def digits_figure(runs: xr.Dataset, path: Path) -> Path:
         label = f"η/m = {eta / width:g}"
         one = runs.sel(eta=eta)
         for ax, name in zip(axes, ("risk", "margin", "test_accuracy"), strict=True):
-            _band(ax, runs.step.values, one[name].values, color, label)
+            seed_band(ax, runs.step.values, one[name].values, color, label)
     labels = (("risk L", "log"), ("normalized margin", "linear"), ("test accuracy", "linear"))
     for ax, (name, scale) in zip(axes, labels, strict=True):
         ax.set(xscale="log", yscale=scale, xlabel="step t", ylabel=name)
         ax.legend(fontsize=8)
-    axes[0].set_title(f"two-layer m = {width} on digits 3 vs 8 (train), {_seeds(runs)}", fontsize=9)
+    axes[0].set_title(f"two-layer m = {width} on digits 3 vs 8 (train), {seeds_label(runs)}", fontsize=9)
     return save(fig, path)
 
 

@@ -172,7 +172,8 @@ def test_every_system_honours_the_contract_at_a_tiny_size(name, tmp_path):
         np.testing.assert_array_equal(values, np.asarray(getattr(repeated, coordinate)))
         tolerance = 1e3 * np.finfo(values.dtype).eps  # another batch shape may sum in another order
         np.testing.assert_allclose(values[1:], np.asarray(getattr(alone, coordinate)), rtol=tolerance, atol=tolerance)
-    limit = system.limit(config)
-    np.testing.assert_allclose(limit.times, first.times, rtol=1e-12)
-    assert all(math.isfinite(float(np.max(np.abs(v)))) for v in limit.metrics.values())
+    if system.limit is not None:  # a system may carry its exact reference in its records instead (jghm)
+        limit = system.limit(config)
+        np.testing.assert_allclose(limit.times, first.times, rtol=1e-12)
+        assert all(math.isfinite(float(np.max(np.abs(v)))) for v in limit.metrics.values())
     assert set(system.table) <= set(first.metrics) and set(system.panels) <= set(first.metrics)
