@@ -1,6 +1,11 @@
 """CLIP training on the JGHM held against its exact references (spec §9, checks 3 and 4), and the
 system's configuration: the same key gives the same bits, bad settings get one-line errors."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -112,3 +117,24 @@ def test_tree_refuses_bad_arguments():
     model = tree(depth=(2, 3), branching=(2, 3), states=3, flip=(0.1, 0.2))
     assert model.transitions["image"].shape == (2, 2, 3, 3) and model.transitions["text"].shape == (3, 3, 3, 3)
     assert model.flip == (0.1, 0.2)
+
+
+def test_seeds_sharded_over_two_devices_equal_one_device(tmp_path):
+    """Three seeds split over 2 host devices (padded to 4) give the runs of one device (float64)."""
+    tables = dynsim.SYSTEMS["jghm"].tiny | {"train": {"steps": 20, "batch": 32, "precision": "float64"}}
+    config = dynsim.load_config({"system": "jghm", **tables})
+    single = simulate(config, seeds=3)
+    script = textwrap.dedent(
+        f"""
+        import jax, numpy as np, dynsim
+        from dynsim.jghm.simulate import simulate
+        assert jax.device_count() == 2, jax.devices()
+        out = simulate(dynsim.load_config({config.to_dict()!r}), seeds=3)
+        np.savez({str(tmp_path / "multi.npz")!r}, score=out.score, excess=out.metrics["excess_clip"])
+        """
+    )
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "XLA_FLAGS": flags}, timeout=300)
+    multi = np.load(tmp_path / "multi.npz")
+    np.testing.assert_allclose(multi["score"], single.score, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(multi["excess"], single.metrics["excess_clip"], rtol=1e-9, atol=1e-12)
