@@ -27,7 +27,9 @@ class MLPTower(eqx.Module):
 
     def __init__(self, leaves: int, states: int, width: int, layers: int, out: int, *, key):
         self.states = states
-        self.mlp = eqx.nn.MLP(leaves * states, out, width, layers, activation=jax.nn.gelu, key=key)
+        self.mlp = eqx.nn.MLP(
+            leaves * states, out, width, layers - 1, activation=jax.nn.gelu, key=key
+        )  # layers linear maps
 
     def __call__(self, leaves) -> tuple[jax.Array, list[jax.Array]]:
         return self.mlp(jax.nn.one_hot(leaves, self.states).ravel()), []

@@ -313,3 +313,10 @@ def test_guidance_penalty_advances_the_channel_slice():
     for layer, target in enumerate(targets):
         fitted[layer][..., layer * states : (layer + 1) * states] = target
     assert float(guidance_penalty([jnp.asarray(h) for h in fitted], [jnp.asarray(t) for t in targets])) == 0.0
+
+
+def test_mlp_tower_has_the_configured_number_of_linear_maps():
+    """``model.layers`` counts linear maps: the default 3 is 32 → 256 → 256 → 16 (spec §10)."""
+    tower = MLPTower(8, 4, 256, 3, 16, key=jax.random.PRNGKey(0))
+    assert [(layer.in_features, layer.out_features) for layer in tower.mlp.layers] == [(32, 256), (256, 256), (256, 16)]
+    assert len(MLPTower(8, 4, 256, 1, 16, key=jax.random.PRNGKey(0)).mlp.layers) == 1
