@@ -146,7 +146,7 @@ def test_transformer_tower_matches_numpy(key):
 
 def test_mlp_tower_matches_numpy(key):
     leaves_count, states = 6, 3
-    model = MLPTower(leaves=leaves_count, states=states, width=10, layers=2, out=4, key=key)
+    model = MLPTower(leaves=leaves_count, states=states, width=10, layers=3, out=4, key=key)
     layers = [(np.asarray(layer.weight), np.asarray(layer.bias)) for layer in model.mlp.layers]
     assert [w.shape for w, _ in layers] == [(10, 18), (10, 10), (4, 10)]
     batch = np.asarray(jax.random.randint(jax.random.fold_in(key, 1), (4, leaves_count), 0, states))
