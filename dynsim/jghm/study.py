@@ -27,8 +27,10 @@ import numpy as np
 
 from ..engine.results import write_csv
 from ..engine.tables import Report
-from .bayes import bayes_clip_risk, bayes_zero_shot
+from .bayes import bayes_clip_risk, bayes_label_posterior, bayes_zero_shot
+from .bp import root_posterior
 from .figures import flips_figure, prompts_figure, training_figure
+from .tree import sample
 
 PROMPTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 SIZES = {
@@ -95,10 +97,7 @@ def bayes_curve(config, flips, samples: int) -> dict:
 
 
 def _bayes_zsc_ce(model, key, images: int = 16384) -> float:
-    from .bayes import bayes_label_posterior
-    from .bp import root_posterior
-    from .tree import sample
-
+    """The Bayes zero-shot cross-entropy (first text leaf) on ``images`` fresh draws."""
     image, text, _ = sample(model, key, images)
     posterior = bayes_label_posterior(model, root_posterior(model, image, "image"), "first_leaf")
     return float(-np.mean(np.log(np.asarray(posterior)[np.arange(images), np.asarray(text[:, 0])])))
