@@ -43,7 +43,9 @@ SIZES = {
         "eval": {"pairs": 2048, "marginal": 4096},
         "record_every": 250,
         "bayes_samples": 64,
+        "grid": 20,
         "images": 8192,
+        "limit_anchors": 20_000,
     },
     "full": {
         "flips": (0.02, 0.06, 0.1, 0.14, 0.2, 0.26, 0.32, 0.4),
@@ -54,7 +56,9 @@ SIZES = {
         "eval": {"pairs": 2048, "marginal": 4096},
         "record_every": 100,
         "bayes_samples": 256,
+        "grid": 20,
         "images": 8192,
+        "limit_anchors": 20_000,
     },
 }
 CONTROL_FLIP = 0.2
@@ -119,14 +123,14 @@ def reproduce_jghm(out: str | Path, size: str, sweep: Callable) -> Report:
     figures.mkdir(parents=True, exist_ok=True)
     config = sweep_config(out, spec)
     runs = sweep(config, limit=False)
-    fine = np.round(np.linspace(0.02, 0.4, 20), 3)
+    fine = np.round(np.linspace(0.02, 0.4, spec["grid"]), 3)
     curve = bayes_curve(config, fine, spec["bayes_samples"])
     with jax.enable_x64(True):
         model = config.tree.model(CONTROL_FLIP)
         star = bayes_zero_shot(model, jax.random.PRNGKey(3), spec["images"], PROMPTS)
         control = bayes_zero_shot(model, jax.random.PRNGKey(4), spec["images"], PROMPTS, label="root")
         small_flip = config.tree.model(1e-7)
-        limit_risk, limit_error = bayes_clip_risk(small_flip, 4, jax.random.PRNGKey(5), 20_000)
+        limit_risk, limit_error = bayes_clip_risk(small_flip, 4, jax.random.PRNGKey(5), spec["limit_anchors"])
     at = runs.sel(flip=CONTROL_FLIP)
     flips_figure(runs, curve, PROMPTS[-1], figures / "jghm_flips.png")
     training_figure(at, figures / "jghm_training.png")

@@ -21,7 +21,9 @@ TINY = {
     "eval": {"pairs": 64, "marginal": 64},
     "record_every": 10,
     "bayes_samples": 4,
+    "grid": 3,
     "images": 256,
+    "limit_anchors": 2000,
 }
 FIGURES = ("flips", "training", "prompts")
 
