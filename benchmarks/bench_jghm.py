@@ -465,6 +465,17 @@ def interleaved(programs: dict, rounds: int) -> dict:
     return seconds
 
 
+def timing_rows(seconds: dict, entry: dict, reference: float, cells) -> list[list[str]]:
+    """One table row per program: its name, ``cells(stats)``, and its speed against ``reference``
+    (median seconds); each program's statistics also go to ``entry``."""
+    rows = []
+    for name, values in seconds.items():
+        stats = summary(values)
+        entry[name] = stats
+        rows.append([name, *cells(stats), ratio_text(reference / stats["median_s"])])
+    return rows
+
+
 def training_section(kind: str, mlp_layers: int, rounds: int, record: dict) -> str:
     """Time dynsim's program and the PyTorch loop of one tower kind: the section's text and table."""
     steps = STEPS[kind]
@@ -579,18 +590,15 @@ def sampling_section(mlp_layers: int, rounds: int, record: dict) -> str:
     }
     entry = {"steps": steps, "batch": problem.batch, "check": check}
     reference = statistics.median(seconds["NumPy sampler (numpy_sample)"])
-    rows = []
-    for name, values in seconds.items():
-        stats = summary(values)
-        entry[name] = stats
-        rows.append(
-            [
-                name,
-                f"{steps / stats['median_s']:.0f} ({steps / stats['max_s']:.0f}..{steps / stats['min_s']:.0f})",
-                f"{stats['median_s'] / steps * 1e3:.3f}",
-                ratio_text(reference / stats["median_s"]),
-            ]
-        )
+    rows = timing_rows(
+        seconds,
+        entry,
+        reference,
+        lambda stats: [
+            f"{steps / stats['median_s']:.0f} ({steps / stats['max_s']:.0f}..{steps / stats['min_s']:.0f})",
+            f"{stats['median_s'] / steps * 1e3:.3f}",
+        ],
+    )
     record["sampling"] = entry
     lines = [
         f"### Drawing a batch alone: B = {problem.batch} joint pairs of the depth-3 tree, {steps} batches per run",
@@ -634,18 +642,15 @@ def bp_section(rounds: int, record: dict) -> str:
     agree = {p: float(np.max(np.abs(results[p] - reference_posterior))) for p in results}
     entry = {"tree": BP_TREE, "trees": BP_TREES, "max_abs_vs_numpy": agree, "first_call_s": first}
     reference = statistics.median(seconds["NumPy upward pass (float64)"])
-    rows = []
-    for name, values in seconds.items():
-        stats = summary(values)
-        entry[name] = stats
-        rows.append(
-            [
-                name,
-                f"{stats['median_s'] * 1e3:.1f} ({stats['min_s'] * 1e3:.1f}..{stats['max_s'] * 1e3:.1f})",
-                f"{BP_TREES / stats['median_s']:.0f}",
-                ratio_text(reference / stats["median_s"]),
-            ]
-        )
+    rows = timing_rows(
+        seconds,
+        entry,
+        reference,
+        lambda stats: [
+            f"{stats['median_s'] * 1e3:.1f} ({stats['min_s'] * 1e3:.1f}..{stats['max_s'] * 1e3:.1f})",
+            f"{BP_TREES / stats['median_s']:.0f}",
+        ],
+    )
     record["bp"] = entry
     lines = [
         f"### Belief propagation: root posteriors of n = {BP_TREES} image trees, depth {BP_TREE['depth']}, "
