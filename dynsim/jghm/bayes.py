@@ -155,28 +155,47 @@ def sufficiency_terms(paired, bayes_paired, marginal) -> jax.Array:
     return bayes_paired - paired + jax.nn.logsumexp(marginal, axis=1) - jnp.log(count)
 
 
-def bayes_zero_shot(model: Tree, key, images: int, prompts: tuple[int, ...], label: str = "first_leaf") -> dict:
+def _zero_shot_once(model: Tree, key, images: int, prompts: tuple[int, ...], label: str):
+    """One draw of images and prompts: per M the mean gap and accuracy, and the Bayes accuracy."""
+    image_key, prompt_key = jax.random.split(key)
+    image, text, roots = sample(model, image_key, images)
+    labels = text[:, 0] if label == "first_leaf" else roots
+    classes = jnp.repeat(jnp.arange(model.states), prompts[-1])
+    if label == "first_leaf":
+        drawn = sample_given_first_leaf(model, prompt_key, classes)
+    else:
+        drawn = sample_given_root(model, prompt_key, classes, "text")
+    pi_im = root_posterior(model, image, "image")
+    pi_prompts = root_posterior(model, drawn, "text")
+    scores = jnp.log((pi_im / jnp.asarray(model.prior)) @ pi_prompts.T).reshape(images, model.states, -1)
+    ce, correct = zero_shot(scores, labels, label_prior(model, label), tuple(prompts))
+    posterior = bayes_label_posterior(model, pi_im, label)
+    bayes_ce = -jnp.log(posterior[jnp.arange(images), labels])
+    gap = np.asarray(ce - bayes_ce).mean(axis=1)
+    return gap, np.asarray(correct).mean(axis=1), float(np.mean(np.asarray(jnp.argmax(posterior, axis=1) == labels)))
+
+
+def bayes_zero_shot(
+    model: Tree, key, images: int, prompts: tuple[int, ...], label: str = "first_leaf", repeats: int = 8
+) -> dict:
     r"""Zero-shot classification with the Bayes score S* as the classifier's score, against the
     Bayes posterior of the same images: for each M of ``prompts``, the mean excess cross-entropy
     (``gap``, (len(prompts),)) and its standard error (``gap_se``), and the accuracy
     (``accuracy``) beside the Bayes accuracy (``bayes_accuracy``). Prompts are drawn from
     P(x_tx | y) independently of the scored images (the first text leaf, or the root for the
-    negative control ``label = "root"``)."""
-    image_key, prompt_key = jax.random.split(key)
-    image, text, roots = sample(model, image_key, images)
-    labels = text[:, 0] if label == "first_leaf" else roots
-    classes = jnp.repeat(jnp.arange(model.states), prompts[-1])
-    draw = sample_given_first_leaf if label == "first_leaf" else lambda m, k, c: sample_given_root(m, k, c, "text")
-    pi_im = root_posterior(model, image, "image")
-    pi_prompts = root_posterior(model, draw(model, prompt_key, classes), "text")
-    scores = jnp.log((pi_im / jnp.asarray(model.prior)) @ pi_prompts.T).reshape(images, model.states, -1)
-    ce, correct = zero_shot(scores, labels, label_prior(model, label), tuple(prompts))
-    posterior = bayes_label_posterior(model, pi_im, label)
-    bayes_ce = -jnp.log(posterior[jnp.arange(images), labels])
-    gaps = np.asarray(ce - bayes_ce)
+    negative control ``label = "root"``).
+
+    The gap depends on the prompt set drawn as much as on the images (at M = 1 mostly on the
+    prompts), so the estimate is the mean over ``repeats`` independent draws of ``images`` images
+    and their prompts, and ``gap_se`` the standard error over those draws.
+    """
+    _check_counts(images=(images, 1), repeats=(repeats, 2))
+    label_channel(model, label)  # refuse an unknown label before drawing
+    draws = [_zero_shot_once(model, jax.random.fold_in(key, r), images, tuple(prompts), label) for r in range(repeats)]
+    gaps = np.stack([gap for gap, _, _ in draws])
     return {
-        "gap": gaps.mean(axis=1),
-        "gap_se": gaps.std(axis=1, ddof=1) / np.sqrt(images),
-        "accuracy": np.asarray(correct).mean(axis=1),
-        "bayes_accuracy": float(np.mean(np.asarray(jnp.argmax(posterior, axis=1) == labels))),
+        "gap": gaps.mean(axis=0),
+        "gap_se": gaps.std(axis=0, ddof=1) / np.sqrt(repeats),
+        "accuracy": np.mean([accuracy for _, accuracy, _ in draws], axis=0),
+        "bayes_accuracy": float(np.mean([bayes for _, _, bayes in draws])),
     }
