@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..engine.config import check_count
 from . import contrast
-from .bp import root_posterior
+from .bp import pmi, root_posterior
 from .tree import Tree, sample, sample_given_first_leaf, sample_given_root
 
 CHUNK = 4096  # anchors per compiled evaluation (bounds memory on deep trees)
@@ -51,14 +52,8 @@ def _k_way_terms(model: Tree, key, K: int, n: int) -> jax.Array:
 def _in_batch_terms(model: Tree, key, K: int, batches: int) -> jax.Array:
     image, text, _ = sample(model, key, K * batches)
     pi_im, pi_tx = (p.reshape(batches, K, -1) for p in _posteriors(model, image, text))
-    scores = jax.vmap(lambda a, b: jnp.log((a / jnp.asarray(model.prior)) @ b.T))(pi_im, pi_tx)
+    scores = jax.vmap(lambda a, b: pmi(model, a, b))(pi_im, pi_tx)
     return jax.vmap(contrast.in_batch)(scores).mean(axis=1)
-
-
-def _check_counts(**counts):
-    for name, (value, low) in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} = {value!r} is invalid: must be an integer >= {low}")
 
 
 def bayes_clip_risk(model: Tree, K: int, key, samples: int, *, in_batch: bool = False) -> tuple[float, float]:
@@ -77,7 +72,7 @@ def bayes_clip_risk(model: Tree, K: int, key, samples: int, *, in_batch: bool = 
         >>> 0 < risk < 2 * 1.3863
         True
     """
-    _check_counts(K=(K, 2), samples=(samples, 2))
+    check_count("K", K, 2), check_count("samples", samples, 2)
     per = max(1, CHUNK // K)
     terms = []
     for index, start in enumerate(range(0, samples, per)):
@@ -96,7 +91,7 @@ def _pmi_terms(model: Tree, key, n: int) -> jax.Array:
 
 def mutual_information(model: Tree, key, samples: int) -> tuple[float, float]:
     r""":math:`I(x_{im}; x_{tx}) = E_P[S^*]` and its standard error."""
-    _check_counts(samples=(samples, 2))
+    check_count("samples", samples, 2)
     terms = [
         np.asarray(_pmi_terms(model, jax.random.fold_in(key, i), min(CHUNK, samples - start)))
         for i, start in enumerate(range(0, samples, CHUNK))
@@ -121,6 +116,20 @@ def label_prior(model: Tree, label: str) -> jax.Array:
 def bayes_label_posterior(model: Tree, image_posterior, label: str) -> jax.Array:
     r"""(n, V) :math:`p(y \mid x_{im}) = \sum_r π_{im}(r) [\text{channel}]_{r, y}`."""
     return image_posterior @ label_channel(model, label)
+
+
+def bayes_label_ce(posterior, labels) -> jax.Array:
+    r"""(n,) :math:`-\log p(y_i \mid x_{im,i})` from the Bayes label posterior (n, V)."""
+    return -jnp.log(jnp.take_along_axis(posterior, labels[:, None], axis=1)[:, 0])
+
+
+def draw_prompts(model: Tree, key, count: int, label: str) -> jax.Array:
+    """``count`` prompt texts per class, class-major (V · count, m^L): drawn from
+    P(x_tx | first leaf = y) for ``"first_leaf"``, from P(x_tx | root = y) for ``"root"``."""
+    classes = jnp.repeat(jnp.arange(model.states), count)
+    if label == "first_leaf":
+        return sample_given_first_leaf(model, key, classes)
+    return sample_given_root(model, key, classes, "text")
 
 
 def zero_shot(scores, labels, prior, prompts: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
@@ -160,18 +169,12 @@ def _zero_shot_once(model: Tree, key, images: int, prompts: tuple[int, ...], lab
     image_key, prompt_key = jax.random.split(key)
     image, text, roots = sample(model, image_key, images)
     labels = text[:, 0] if label == "first_leaf" else roots
-    classes = jnp.repeat(jnp.arange(model.states), prompts[-1])
-    if label == "first_leaf":
-        drawn = sample_given_first_leaf(model, prompt_key, classes)
-    else:
-        drawn = sample_given_root(model, prompt_key, classes, "text")
     pi_im = root_posterior(model, image, "image")
-    pi_prompts = root_posterior(model, drawn, "text")
-    scores = jnp.log((pi_im / jnp.asarray(model.prior)) @ pi_prompts.T).reshape(images, model.states, -1)
+    pi_prompts = root_posterior(model, draw_prompts(model, prompt_key, prompts[-1], label), "text")
+    scores = pmi(model, pi_im, pi_prompts).reshape(images, model.states, -1)
     ce, correct = zero_shot(scores, labels, label_prior(model, label), tuple(prompts))
     posterior = bayes_label_posterior(model, pi_im, label)
-    bayes_ce = -jnp.log(posterior[jnp.arange(images), labels])
-    gap = np.asarray(ce - bayes_ce).mean(axis=1)
+    gap = np.asarray(ce - bayes_label_ce(posterior, labels)).mean(axis=1)
     return gap, np.asarray(correct).mean(axis=1), float(np.mean(np.asarray(jnp.argmax(posterior, axis=1) == labels)))
 
 
@@ -189,7 +192,7 @@ def bayes_zero_shot(
     prompts), so the estimate is the mean over ``repeats`` independent draws of ``images`` images
     and their prompts, and ``gap_se`` the standard error over those draws.
     """
-    _check_counts(images=(images, 1), repeats=(repeats, 2))
+    check_count("images", images, 1), check_count("repeats", repeats, 2)
     label_channel(model, label)  # refuse an unknown label before drawing
     draws = [_zero_shot_once(model, jax.random.fold_in(key, r), images, tuple(prompts), label) for r in range(repeats)]
     gaps = np.stack([gap for gap, _, _ in draws])

@@ -23,11 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..engine.results import write_csv
 from ..engine.tables import Report
-from .bayes import bayes_clip_risk, bayes_label_posterior, bayes_zero_shot
+from .bayes import bayes_clip_risk, bayes_label_ce, bayes_label_posterior, bayes_zero_shot
 from .bp import root_posterior
 from .figures import flips_figure, prompts_figure, training_figure
 from .tree import sample
@@ -104,7 +105,7 @@ def _bayes_zsc_ce(model, key, images: int = 16384) -> float:
     """The Bayes zero-shot cross-entropy (first text leaf) on ``images`` fresh draws."""
     image, text, _ = sample(model, key, images)
     posterior = bayes_label_posterior(model, root_posterior(model, image, "image"), "first_leaf")
-    return float(-np.mean(np.log(np.asarray(posterior)[np.arange(images), np.asarray(text[:, 0])])))
+    return float(jnp.mean(bayes_label_ce(posterior, text[:, 0])))
 
 
 def fit_inverse(prompts, values) -> tuple[float, float, float]:

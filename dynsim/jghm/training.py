@@ -31,7 +31,7 @@ import optax
 from . import bayes, contrast
 from .bp import pmi, root_posterior, upward_beliefs
 from .encoders import embed, tower
-from .tree import Tree, sample, sample_given_first_leaf, sample_given_root
+from .tree import Tree, sample
 
 
 class Problem(NamedTuple):
@@ -134,22 +134,21 @@ def evaluation_set(problem: Problem, model: Tree, key) -> Evaluation:
     image, text, roots = sample(model, pair_key, problem.pairs)
     marginal_image, marginal_text, _ = sample(model, marginal_key, problem.marginal)
     count = problem.prompts[-1]
-    classes = jnp.repeat(jnp.arange(model.states), count)
-    prompts = sample_given_first_leaf(model, prompt_key, classes)
-    control = sample_given_root(model, control_key, classes, "text")
+    prompts = bayes.draw_prompts(model, prompt_key, count, "first_leaf")
+    control = bayes.draw_prompts(model, control_key, count, "root")
     pi_im, pi_tx = root_posterior(model, image, "image"), root_posterior(model, text, "text")
     labels = text[:, 0]
     bayes_pairs = bayes.pair_pmi(model, pi_im, pi_tx)
     blocks = pmi(model, pi_im, pi_tx)
     first_leaf = bayes.bayes_label_posterior(model, pi_im, "first_leaf")
-    n = problem.pairs
+    clip_terms = _batched_terms(blocks, problem.batch)
     references = {
-        "bayes_clip": _batched_risk(blocks, problem.batch),
+        "bayes_clip": jnp.mean(clip_terms),
         "mutual_information": jnp.mean(bayes_pairs),
-        "bayes_zsc_ce": -jnp.mean(jnp.log(first_leaf[jnp.arange(n), labels])),
+        "bayes_zsc_ce": jnp.mean(bayes.bayes_label_ce(first_leaf, labels)),
         "bayes_zsc_acc": jnp.mean(jnp.argmax(first_leaf, axis=1) == labels),
-        "bayes_control_ce": -jnp.mean(jnp.log(pi_im[jnp.arange(n), roots])),
-        "bayes_clip_terms": _batched_terms(blocks, problem.batch),
+        "bayes_control_ce": jnp.mean(bayes.bayes_label_ce(pi_im, roots)),
+        "bayes_clip_terms": clip_terms,
     }
     probe = blocks[: problem.probe, : problem.probe]
     return Evaluation(
@@ -163,10 +162,6 @@ def _batched_terms(scores, batch: int) -> jax.Array:
     blocks = scores[:n, :n].reshape(n // batch, batch, n // batch, batch)
     diagonal = jnp.diagonal(blocks, axis1=0, axis2=2).transpose(2, 0, 1)  # (blocks, batch, batch)
     return jax.vmap(contrast.in_batch)(diagonal).ravel()
-
-
-def _batched_risk(scores, batch: int) -> jax.Array:
-    return jnp.mean(_batched_terms(scores, batch))
 
 
 def evaluate(problem: Problem, model: Tree, params, static, evaluation: Evaluation) -> dict:

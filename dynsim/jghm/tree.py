@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..engine.config import check_count
+
 MODALITIES = ("image", "text")
 
 
@@ -114,13 +116,10 @@ def tree(depth=4, branching=3, states=10, flip=0.2, seed=42, *, scale=1.0) -> Tr
         _per_modality(n, v) for n, v in (("depth", depth), ("branching", branching), ("flip", flip))
     )
     for modality in MODALITIES:
-        for name, value, low in (("depth", depths[modality], 1), ("branching", branchings[modality], 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} = {value!r} is invalid: must be an integer >= {low}")
+        check_count("depth", depths[modality], 1), check_count("branching", branchings[modality], 1)
         if not 0 <= flips[modality] <= 1:
             raise ValueError(f"flip = {flips[modality]!r} is invalid: must be in [0, 1]")
-    if isinstance(states, bool) or not isinstance(states, (int, np.integer)) or states < 2:
-        raise ValueError(f"states = {states!r} is invalid: must be an integer >= 2")
+    check_count("states", states, 2)
     if not scale > 0:
         raise ValueError(f"scale = {scale!r} is invalid: must be > 0")
     text_key, image_key = jax.random.split(jax.random.PRNGKey(seed))
