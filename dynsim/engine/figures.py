@@ -97,9 +97,9 @@ def legend_handles(ds: xr.Dataset, colors: list, limit: bool) -> list:
     return handles
 
 
-def seed_band(ax, steps, values: np.ndarray, color, label: str) -> None:
-    """Median over seeds (axis 0) with a min–max band; ``steps`` > 0 only (log axes)."""
-    keep = steps > 0
+def seed_band(ax, steps, values: np.ndarray, color, label: str, log: bool = True) -> None:
+    """Median over seeds (axis 0) with a min–max band; ``log``: ``steps`` > 0 only (log axes)."""
+    keep = steps > 0 if log else np.ones(len(steps), bool)
     ax.plot(steps[keep], np.nanmedian(values, axis=0)[keep], color=color, label=label)
     if values.shape[0] > 1:
         ax.fill_between(steps[keep], np.nanmin(values, 0)[keep], np.nanmax(values, 0)[keep], color=color, alpha=0.2)
