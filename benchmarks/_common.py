@@ -32,6 +32,23 @@ def timed(fn, *args, repeats: int) -> list[float]:
     return times
 
 
+def clock(fn) -> float:
+    """Wall seconds of one call of ``fn`` (it blocks until its work is done)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(programs: dict, rounds: int) -> dict:
+    """Seconds of ``rounds`` runs of each program (each call returns its own timed seconds), one of each
+    per round."""
+    seconds = {name: [] for name in programs}
+    for _ in range(rounds):
+        for name, call in programs.items():
+            seconds[name].append(call())
+    return seconds
+
+
 def matmul_gflops(m: int, inner: int, n: int, dtype=jnp.float32, steps: int = 50) -> float:
     """GFLOP/s of an ``m × inner`` by ``inner × n`` product, ``steps`` of them in one ``lax.scan`` (a scalar
     carried through the smaller operand keeps each product in the loop); the best of 5 runs, as a ceiling

@@ -65,7 +65,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _common import markdown_table, matmul_gflops, publish, ratio_text, summary
+import torch_peer
+from _common import clock, interleaved, markdown_table, matmul_gflops, publish, ratio_text, summary
 
 import dynsim
 from dynsim.jghm.bp import root_posterior
@@ -220,11 +221,6 @@ def numpy_root_posterior(transitions: np.ndarray, prior: np.ndarray, leaves: np.
 
 
 # --- the PyTorch peer ----------------------------------------------------------------------------
-
-
-def torch_device() -> str:
-    """cuda where JAX runs on a GPU and torch sees one, else cpu."""
-    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
 def torch_tower(tower, dtype, device):
@@ -448,23 +444,6 @@ def torch_flat_initial(peer, names) -> np.ndarray:
 # --- the benchmark ------------------------------------------------------------------------------
 
 
-def clock(fn) -> float:
-    """Wall seconds of one call of ``fn`` (it blocks until its work is done)."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(programs: dict, rounds: int) -> dict:
-    """Seconds of ``rounds`` runs of each program (each call returns its own timed seconds), one of each
-    per round."""
-    seconds = {name: [] for name in programs}
-    for _ in range(rounds):
-        for name, call in programs.items():
-            seconds[name].append(call())
-    return seconds
-
-
 def timing_rows(seconds: dict, entry: dict, reference: float, cells) -> list[list[str]]:
     """One table row per program: its name, ``cells(stats)``, and its speed against ``reference``
     (median seconds); each program's statistics also go to ``entry``."""
@@ -519,7 +498,7 @@ def training_section(kind: str, mlp_layers: int, rounds: int, record: dict) -> s
             f"them): the summed losses agree to {check['loss_rel']:.1e}, the weights after them to "
             f"{check['weights_rel']:.1e} (max-abs relative; they moved by up to {check['weights_moved']:.1e})."
         )
-        device = torch_device()
+        device = torch_peer.device()
         peer = EagerTraining(config, params, static, torch.float32, device, steps)
         cdfs = {m: np.cumsum(model.transitions[m], axis=-1) for m in ("image", "text")}
         rng = np.random.default_rng(0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 
+import jax
 import numpy as np
 
 try:
@@ -23,12 +24,17 @@ except ImportError:  # the optional extra is not installed
     torch = None
 
 
+def device() -> str:
+    """cuda where JAX runs on a GPU and torch sees one, else cpu."""
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 def infonce(s, tau: float, lam: float):
     """Symmetric InfoNCE on the ``B × B`` similarity ``s`` (dynsim's ``_loss.infonce``)."""
     batch = s.shape[0]
     logits = tau * s
     positive = torch.diagonal(logits)
-    off_diagonal = logits.masked_fill(torch.eye(batch, dtype=torch.bool), -math.inf)
+    off_diagonal = logits.masked_fill(torch.eye(batch, dtype=torch.bool, device=s.device), -math.inf)
     log_weight = math.log(lam / (batch - 1))
     negative_a = torch.logsumexp(off_diagonal, dim=1) + log_weight
     negative_b = torch.logsumexp(off_diagonal, dim=0) + log_weight

@@ -384,7 +384,8 @@ def reproduce(
 
     practical: the seed paper's practical experiment on the packaged digits: frozen features, MLP
     heads with batch norm, InfoNCE against positive pairs only; zero-shot accuracy, condition
-    number, stable rank and the linear probe along training (docs/practical.md; --quick about 30 s).
+    number, stable rank and the linear probe along training, and InfoNCE at each temperature held
+    (docs/practical.md; --quick about 45 s).
 
     Examples:
 

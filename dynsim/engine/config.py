@@ -134,6 +134,14 @@ def check_fields(section) -> None:
         _check_field(section, field)
 
 
+def as_stages(value, name: str) -> tuple:
+    """``value`` as a tuple of ``(tau, duration)`` pairs, or the :class:`ConfigError` of field ``name``."""
+    try:
+        return tuple((tau, duration) for tau, duration in value)
+    except (TypeError, ValueError):
+        fail(name, value, "must be a list of [tau, duration] pairs")
+
+
 def as_tuple(values):
     """``values`` as a tuple (``None`` stays ``None``): list fields are stored as tuples, so hashable."""
     return None if values is None else tuple(values)

@@ -12,7 +12,7 @@ import dataclasses
 from typing import ClassVar
 
 from ..engine import config as engine_config
-from ..engine.config import SystemConfig, as_tuple, check_fields, fail, field
+from ..engine.config import SystemConfig, as_stages, as_tuple, check_fields, fail, field
 from ..engine.optimizers import OPTIMIZERS
 from .data import VIEWS
 
@@ -89,11 +89,7 @@ class LossConfig:
     rescale: bool = field(True, "multiply the gradient by gamma = 1 / tau (seed §5.1)", "bool")
 
     def __post_init__(self):
-        try:
-            stages = tuple((tau, duration) for tau, duration in self.stages)
-        except (TypeError, ValueError):
-            fail("loss.stages", self.stages, "must be a list of [tau, steps] pairs")
-        object.__setattr__(self, "stages", stages)
+        object.__setattr__(self, "stages", as_stages(self.stages, "loss.stages"))
         check_fields(self)
         for i, (_, steps) in enumerate(self.stages):
             if steps != int(steps):

@@ -24,13 +24,18 @@ PANELS = (
 )
 
 
+def _largest_prompt(run: xr.Dataset) -> int:
+    """The largest prompt size M a run recorded (its ``zsc_acc_M``)."""
+    return max(int(name.rsplit("_", 1)[1]) for name in run.data_vars if name.startswith("zsc_acc_"))
+
+
 def training_figure(run: xr.Dataset, title: str, rank: int, boundaries, path: Path) -> Path:
     """Seed 001's Figure 2 analogue: zero-shot accuracy, condition number, stable rank and the
     linear probe against training steps, contrastive beside non-contrastive; dotted lines at the
     temperature stages' ``boundaries`` (steps)."""
     steps = run.time.values
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.8))
-    largest = max(int(name.rsplit("_", 1)[1]) for name in run.data_vars if name.startswith("zsc_acc_"))
+    largest = _largest_prompt(run)
     for ax, (name, label, scale) in zip(axes, PANELS, strict=True):
         for loss in run.loss.values:
             seed_band(ax, steps, run[name].sel(loss=loss).values, COLORS[loss], NAMES[loss], log=False)
@@ -63,5 +68,29 @@ def prompts_figure(run: xr.Dataset, prompts, path: Path) -> Path:
     ax.set_xlabel("prompt examples per class M")
     ax.set_ylabel("final zero-shot accuracy")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def temperature_figure(run: xr.Dataset, held: dict, rank: int, boundaries, path: Path) -> Path:
+    """Zero-shot accuracy and condition number along training: InfoNCE on the schedule, InfoNCE
+    with each temperature held throughout (``held``: tau -> dataset), the positive-pair loss."""
+    steps = run.time.values
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    curves = [(run.sel(loss="infonce"), "C0", NAMES["infonce"] + ", schedule")]
+    curves += [
+        (d.sel(loss="infonce"), f"C{i + 1}", f"InfoNCE, τ = {tau:g} held") for i, (tau, d) in enumerate(held.items())
+    ]
+    curves.append((run.sel(loss="positive"), COLORS["positive"], NAMES["positive"] + " (any τ)"))
+    for ax, (name, label, scale) in zip(axes, PANELS[:2], strict=True):
+        for dataset, color, legend in curves:
+            seed_band(ax, steps, dataset[name].values, color, legend, log=False)
+        for boundary in boundaries:
+            ax.axvline(boundary, color="gray", linestyle=":", linewidth=1)
+        ax.set_yscale(scale)
+        ax.set_xlabel("training step")
+        ax.set_title(label.format(m=_largest_prompt(run), k=rank), fontsize=9)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"temperature held against the schedule ({seeds_label(run)})", fontsize=10)
     fig.tight_layout()
     return save(fig, path)

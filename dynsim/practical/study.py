@@ -9,6 +9,12 @@ number, stable rank and linear probe against training steps, seed bands),
 ``practical_summary.csv``: per view pair and quantity, each loss's final mean ± sd over seeds and
 the paired difference (InfoNCE − positive, seed by seed) with the number of seeds where it is > 0.
 
+On the first view pair, InfoNCE is also run with each stage's temperature held throughout
+(``temperatures``; the same seeds): ``practical_<a>_<b>_temperatures.png`` sets the zero-shot
+accuracy and condition number of the schedule beside one temperature. With gradient rescaling the
+positive-pair loss does not depend on τ (its rescaled gradient is −∇ mean s_ii), so the
+schedule's positive run stands for every τ.
+
 The seed's claim, measured and not assumed: negatives keep the representation balanced (lower
 condition number, higher stable rank), and this shows in zero-shot accuracy.
 """
@@ -22,7 +28,7 @@ import numpy as np
 
 from ..engine.results import write_csv
 from ..engine.tables import Report
-from .figures import prompts_figure, training_figure
+from .figures import prompts_figure, temperature_figure, training_figure
 
 PROMPTS = (1, 2, 4, 8, 16, 32)
 SIZES = {
@@ -80,7 +86,7 @@ def reproduce_practical(out: str | Path, size: str, sweep: Callable) -> Report:
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     rows = []
-    for views in spec["views"]:
+    for index, views in enumerate(spec["views"]):
         config = sweep_config(out, spec, views)
         run = sweep(config, limit=False)
         name = f"practical_{views[0]}_{views[1]}"
@@ -91,11 +97,54 @@ def reproduce_practical(out: str | Path, size: str, sweep: Callable) -> Report:
         training_figure(run, title, rank, boundaries, figures / f"{name}.png")
         prompts_figure(run, PROMPTS, figures / f"{name}_prompts.png")
         rows += summary_rows(run, f"{views[0]}/{views[1]}")
+        if index == 0:
+            held = {tau: sweep(held_config(config, tau), limit=False) for tau, _ in config.loss.stages}
+            temperature_figure(run, held, rank, boundaries, figures / f"{name}_temperatures.png")
+            rows += temperature_rows(run, held, f"{views[0]}/{views[1]}")
     write_csv(figures / "practical_summary.csv", rows)
     cells = [(r["views"], r["quantity"], r["infonce"], r["positive"], r["difference"]) for r in rows]
     columns = ("views", "quantity", "infonce", "positive", "infonce − positive (seeds > 0)")
     message = f"figures and tables in {figures}/; run directories under {out}/"
     return Report("Practical experiment: contrastive against non-contrastive heads", columns, cells, message)
+
+
+def held_config(config, tau: float):
+    """``config``'s InfoNCE run with inverse temperature ``tau`` for all its steps (its own run directory)."""
+    from ..engine.config import with_overrides
+
+    out = f"{config.run.out}_tau{tau:g}"
+    return with_overrides(
+        config, {"loss": {"stages": [[tau, config.steps]]}, "run": {"values": ["infonce"], "out": out}}
+    )
+
+
+def temperature_rows(run, held: dict, views: str) -> list[dict]:
+    """Per held temperature: InfoNCE's final zero-shot accuracy (and peak), probe and κ beside the
+    positive-pair run's (the same for every τ), paired over seeds."""
+    rows = []
+    positive = run.sel(loss="positive")
+    for tau, dataset in held.items():
+        infonce = dataset.sel(loss="infonce")
+        for name, label, reduce in (
+            ("zsc_acc", "zero-shot accuracy (M = {m})", lambda d: d.isel(time=-1)),
+            ("zsc_acc", "peak zero-shot accuracy over training (M = {m})", lambda d: d.max("time")),
+            ("probe_acc", "linear probe accuracy", lambda d: d.isel(time=-1)),
+            ("condition_a", "condition number κ_k, head A", lambda d: d.isel(time=-1)),
+        ):
+            a, b = reduce(infonce[name]).values, reduce(positive[name]).values
+            rows.append(_row(views, f"τ = {tau:g} held: " + label.format(m=PROMPTS[-1]), a, b))
+    return rows
+
+
+def _row(views: str, quantity: str, infonce, positive) -> dict:
+    difference = infonce - positive
+    return {
+        "views": views,
+        "quantity": quantity,
+        "infonce": _mean_sd(infonce),
+        "positive": _mean_sd(positive),
+        "difference": f"{_mean_sd(difference)} ({int(np.sum(difference > 0))}/{difference.size})",
+    }
 
 
 def summary_rows(run, views: str) -> list[dict]:
@@ -104,27 +153,10 @@ def summary_rows(run, views: str) -> list[dict]:
     rows = []
     for name, label in QUANTITIES:
         final = {loss: run[name].sel(loss=loss).isel(time=-1).values for loss in ("infonce", "positive")}
-        difference = final["infonce"] - final["positive"]
-        rows.append(
-            {
-                "views": views,
-                "quantity": label.format(m=largest),
-                "infonce": _mean_sd(final["infonce"]),
-                "positive": _mean_sd(final["positive"]),
-                "difference": f"{_mean_sd(difference)} ({int(np.sum(difference > 0))}/{difference.size})",
-            }
-        )
+        rows.append(_row(views, label.format(m=largest), final["infonce"], final["positive"]))
     peak = {loss: run.zsc_acc.sel(loss=loss).max("time").values for loss in ("infonce", "positive")}
-    rows.append(
-        {
-            "views": views,
-            "quantity": f"peak zero-shot accuracy over training (M = {largest})",
-            "infonce": _mean_sd(peak["infonce"]),
-            "positive": _mean_sd(peak["positive"]),
-            "difference": f"{_mean_sd(peak['infonce'] - peak['positive'])} "
-            f"({int(np.sum(peak['infonce'] > peak['positive']))}/{peak['infonce'].size})",
-        }
-    )
+    label = f"peak zero-shot accuracy over training (M = {largest})"
+    rows.append(_row(views, label, peak["infonce"], peak["positive"]))
     return rows
 
 

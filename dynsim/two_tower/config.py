@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..engine import config as engine_config
-from ..engine.config import SystemConfig, as_tuple, build_config, check_choice, check_fields, fail, field, read_toml
+from ..engine.config import (
+    SystemConfig,
+    as_stages,
+    as_tuple,
+    build_config,
+    check_choice,
+    check_fields,
+    fail,
+    field,
+    read_toml,
+)
 from ..engine.optimizers import OPTIMIZERS
 from ..engine.schedule import stage_steps
 
@@ -114,11 +124,7 @@ class LossConfig:
     rescale: bool = field(True, "multiply the gradient by gamma = 1 / tau (seed §5.1)", "bool")
 
     def __post_init__(self):
-        try:
-            stages = tuple((tau, duration) for tau, duration in self.stages)
-        except (TypeError, ValueError):
-            fail("loss.stages", self.stages, "must be a list of [tau, duration] pairs")
-        object.__setattr__(self, "stages", stages)
+        object.__setattr__(self, "stages", as_stages(self.stages, "loss.stages"))
         check_fields(self)
 
 

@@ -54,6 +54,17 @@ def test_same_key_same_bits_and_seeds_are_independent_of_their_chunk():
     np.testing.assert_allclose(second.spectrum_a[0], both.spectrum_a[1], rtol=1e-8, atol=1e-12)
 
 
+def test_with_gradient_rescaling_the_positive_loss_does_not_depend_on_the_temperature():
+    """γ ∇(−τ mean s_ii) with γ = 1/τ is −∇ mean s_ii: the same run at every τ (not so for InfoNCE)."""
+    runs = {}
+    for tau in (2.0, 10.0):
+        config = dynsim.load_config({"system": "practical", **TINY, "loss": {"stages": [[tau, 20]]}})
+        runs[tau] = {loss: simulate(config, loss).metrics for loss in ("positive", "infonce")}
+    for name in ("zsc_acc", "probe_acc", "condition_a", "alignment"):
+        np.testing.assert_allclose(runs[2.0]["positive"][name], runs[10.0]["positive"][name], rtol=1e-9, err_msg=name)
+    assert not np.allclose(runs[2.0]["infonce"]["condition_a"], runs[10.0]["infonce"]["condition_a"])
+
+
 def test_user_feature_files_with_multiple_labels(tmp_path):
     """A synthetic multi-label set: each pair shows one or two of 6 concepts in both modalities."""
     rng = np.random.default_rng(7)
@@ -119,13 +130,14 @@ def test_reproduce_writes_figures_and_summary_and_resumes(tmp_path, monkeypatch)
     result = run_main("reproduce", "practical", "--quick", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "contrastive against non-contrastive" in result.stdout
-    for name in ("practical_pix_fou", "practical_pix_fou_prompts"):
+    for name in ("practical_pix_fou", "practical_pix_fou_prompts", "practical_pix_fou_temperatures"):
         pixels = image.imread(out / "figures" / f"{name}.png")
         assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100, name
     with open(out / "figures" / "practical_summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"views", "quantity", "infonce", "positive", "difference"} == set(rows[0])
     assert any(row["quantity"].startswith("condition number") for row in rows)
+    assert {"τ = 2 held: linear probe accuracy", "τ = 10 held: linear probe accuracy"} <= {r["quantity"] for r in rows}
     parts = sorted(p.stat().st_mtime for p in (out / "pix_fou" / "parts").glob("*.nc"))
     again = run_main("reproduce", "practical", "--quick", "--quiet", "--out", str(out))
     assert again.returncode == 0, again.stderr
