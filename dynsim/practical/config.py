@@ -126,7 +126,7 @@ class EvalConfig:
     draws: int = field(8, "draws of the prompt examples averaged per M", "integer", low=1)
     rank: int | None = field(
         None,
-        "k of the condition number sqrt(lambda_1 / lambda_k) (unset: the number of classes)",
+        "k of the condition number sqrt(lambda_1 / lambda_k) (unset: the number of classes), at most model.out",
         "integer",
         low=2,
         optional=True,

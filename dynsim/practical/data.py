@@ -97,8 +97,12 @@ def multifeature(view_a: str = "pix", view_b: str = "fou") -> Pairs:
 
 def one_hot(ids: np.ndarray, name: str) -> np.ndarray:
     """(n, C) 0/1 matrix of integer class ids ``0 .. C-1`` (C = max id + 1)."""
-    if ids.dtype.kind not in "iu" or (ids.size and ids.min() < 0):
-        raise ConfigError(f"{name}: class ids must be integers >= 0 (got dtype {ids.dtype}, min {ids.min()})")
+    if ids.dtype.kind not in "iu":
+        raise ConfigError(f"{name}: class ids must be integers >= 0 (got dtype {ids.dtype})")
+    if ids.size == 0:
+        raise ConfigError(f"{name}: holds no class ids")
+    if ids.min() < 0:
+        raise ConfigError(f"{name}: class ids must be integers >= 0 (got {ids.min()})")
     return np.eye(int(ids.max()) + 1)[ids]
 
 

@@ -62,8 +62,11 @@ def problem(config: PracticalConfig, loss: str) -> Problem:
     train = count - test - pool
     if config.train.batch > train:
         fail("train.batch", config.train.batch, f"must be <= the {train} training pairs of the split")
-    if test < 2:
-        fail("data.test", config.data.test, f"leaves {test} test pairs of {count}; at least 2 are needed")
+    rank = min(config.eval.rank or classes, config.model.out)
+    if rank > test - 1:  # the centered covariance of n test embeddings has rank at most n - 1
+        fail(
+            "eval.rank", config.eval.rank, f"gives k = {rank}, which must be < the {test} test pairs (raise data.test)"
+        )
     return Problem(
         loss=loss,
         width=config.model.width,
@@ -80,7 +83,7 @@ def problem(config: PracticalConfig, loss: str) -> Problem:
         test=test,
         prompts=config.eval.prompts,
         draws=config.eval.draws,
-        rank=min(config.eval.rank or classes, config.model.out),
+        rank=rank,
         ridge=config.eval.ridge,
         probe_rows=min(config.eval.probe_rows, train),
     )
@@ -120,7 +123,10 @@ def simulate(
         _, keys = seed_keys(config.run.seed, 0, seeds, first_seed)
         out = map_seeds(run, {"key": keys}, shared, spec, select_devices(config.run.device))
     steps = np.asarray(spec.records)
+    # κ is infinite, not diverged, when a head's covariance has fewer than k positive eigenvalues
+    # (a collapsed head): every other record must be finite
+    checked = {name: values for name, values in out.items() if not name.startswith("condition_")}
     hint = "lower train.lr"
-    check_finite(np.full(seeds, -1), out, steps, lr=1.0, first_seed=first_seed, where=f"loss {loss}", hint=hint)
+    check_finite(np.full(seeds, -1), checked, steps, lr=1.0, first_seed=first_seed, where=f"loss {loss}", hint=hint)
     metrics = {name: np.asarray(out[name]) for name in metric_names(spec.prompts)}
     return Trajectory(steps.astype(float), np.asarray(out["spectrum_a"]), np.asarray(out["spectrum_b"]), metrics)

@@ -5,7 +5,8 @@ One seed's run (:func:`run`) is one compiled program: the seed's split of the pa
 prompt pool, test), the features standardized with the training pairs' mean and standard
 deviation, both heads from the seed's key, an outer ``lax.scan`` over the records with a
 ``fori_loop`` of steps in between. A step takes the next B training pairs of the epoch's
-permutation, computes the cosine similarities :math:`s_{ij} = \langle f_A(x^i_A), f_B(x^j_B)\rangle`
+permutation (drawn at the epoch's first step), computes the cosine similarities
+:math:`s_{ij} = \langle f_A(x^i_A), f_B(x^j_B)\rangle`
 in training mode (batch statistics), the loss ``loss(s, tau, lam)`` of :mod:`dynsim.losses` at
 the stage's inverse temperature :math:`\tau_k`, and the optimizer's update of
 :math:`\gamma_k \nabla L` (:math:`\gamma_k = 1/\tau_k` with gradient rescaling, else 1).
@@ -143,6 +144,22 @@ def evaluate(problem: Problem, params, static, states, data: Split, prompt_keys)
     return out
 
 
+def epoch_order(problem: Problem, key, index, order) -> jax.Array:
+    """The order of the training pairs at step ``index``: a fresh permutation (key
+    ``fold_in(key, epoch)``) at the first step of each epoch of ``train // batch`` steps, else
+    ``order`` as it was (drawn once per epoch, not every step)."""
+    epoch, position = jnp.divmod(index, problem.train // problem.batch)
+    fresh = lambda: jax.random.permutation(jax.random.fold_in(key, epoch), problem.train).astype(order.dtype)  # noqa: E731
+    return jax.lax.cond(position == 0, fresh, lambda: order)
+
+
+def batch_pairs(problem: Problem, data: Split, order, index) -> tuple[jax.Array, jax.Array]:
+    """The B training pairs of step ``index``: the next slice of the epoch's ``order``."""
+    position = index % (problem.train // problem.batch)
+    rows = jax.lax.dynamic_slice(order, (position * problem.batch,), (problem.batch,))
+    return data.train_a[rows], data.train_b[rows]
+
+
 def run(item, shared, problem: Problem) -> dict:
     """One seed: ``item["key"]`` its key; ``shared``: ``a``, ``b``, ``labels`` (the pairs),
     ``taus``, ``gammas`` (per stage), ``lam``. Returns the metrics (T,) and the spectra (T, q)
@@ -154,35 +171,31 @@ def run(item, shared, problem: Problem) -> dict:
     transform = optimizer(problem.optimizer, problem.lr, problem.momentum)
     grad = jax.value_and_grad(batch_loss, has_aux=True)
     prompt_keys = jax.random.split(prompt_key, problem.draws)
-    per_epoch = problem.train // problem.batch
-
-    def batch(index):
-        epoch, position = jnp.divmod(index, per_epoch)
-        order = jax.random.permutation(jax.random.fold_in(batch_key, epoch), problem.train)
-        rows = jax.lax.dynamic_slice(order, (position * problem.batch,), (problem.batch,))
-        return data.train_a[rows], data.train_b[rows]
 
     def step(index, carry):
-        params, states, opt_state, total = carry
+        params, states, opt_state, total, order = carry
+        order = epoch_order(problem, batch_key, index, order)
+        a, b = batch_pairs(problem, data, order, index)
         stage = stage_index(index, problem.steps_per_stage)
-        (loss, states), grads = grad(
-            params, static, states, *batch(index), shared["taus"][stage], shared["lam"], problem.loss
-        )
+        (loss, states), grads = grad(params, static, states, a, b, shared["taus"][stage], shared["lam"], problem.loss)
         grads = jax.tree.map(lambda g: shared["gammas"][stage] * g, grads)
         updates, opt_state = transform.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), states, opt_state, total + loss
+        return optax.apply_updates(params, updates), states, opt_state, total + loss, order
 
     def chunk(carry, bounds):
         start, stop = bounds
-        params, states, opt_state = carry
-        params, states, opt_state, total = jax.lax.fori_loop(start, stop, step, (params, states, opt_state, 0.0))
+        params, states, opt_state, order = carry
+        carry = (params, states, opt_state, 0.0, order)
+        params, states, opt_state, total, order = jax.lax.fori_loop(start, stop, step, carry)
         record = evaluate(problem, params, static, states, data, prompt_keys)
         record["train_loss"] = total / jnp.maximum(stop - start, 1)
-        return (params, states, opt_state), record
+        return (params, states, opt_state, order), record
 
     records = jnp.asarray(problem.records)
     starts = jnp.concatenate([records[:1], records[:-1]])
-    first_loss, _ = batch_loss(params, static, states, *batch(0), shared["taus"][0], shared["lam"], problem.loss)
-    _, out = jax.lax.scan(chunk, (params, states, transform.init(params)), (starts, records))
+    order = epoch_order(problem, batch_key, 0, jnp.zeros(problem.train, jnp.int32))
+    first = batch_pairs(problem, data, order, 0)
+    first_loss, _ = batch_loss(params, static, states, *first, shared["taus"][0], shared["lam"], problem.loss)
+    _, out = jax.lax.scan(chunk, (params, states, transform.init(params), order), (starts, records))
     out["train_loss"] = out["train_loss"].at[0].set(first_loss)
     return out

@@ -85,7 +85,8 @@ def test_user_feature_files_with_multiple_labels(tmp_path):
     assert result.returncode == 0, result.stderr
     run = dynsim.load(out)
     final = run.zsc_acc_4.sel(loss="infonce").isel(time=-1).values
-    assert (final > 1 / concepts).all() and (final <= 1).all(), final  # the concepts are learnable from pairs
+    # a random class hits one of a pair's 1 + (1/3)(5/6) labels on average: chance is 0.21 (measured: 0.74, 0.77)
+    assert (final > 0.4).all() and (final <= 1).all(), final  # the concepts are learnable from pairs
     bad = run_main("sweep", "--system", "practical", "--out", str(tmp_path / "x"), "--set", "data.source=files")
     assert (
         bad.returncode == 2

@@ -5,12 +5,13 @@ import csv
 import importlib.metadata
 import re
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import dynsim
 from dynsim.engine.config import ConfigError
-from dynsim.practical import data
+from dynsim.practical import data, training
 from dynsim.practical.simulate import pairs, problem
 
 FEATURES = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
@@ -84,6 +85,8 @@ def test_feature_files_single_and_multi_label(tmp_path):
         ("negative", "class ids must be integers >= 0"),
         ("two_arrays", "it must hold exactly one"),
         ("pickle", "cannot be read without pickles"),
+        ("strings", "class ids must be integers >= 0 (got dtype <U3)"),
+        ("empty", "holds no class ids"),
         ("suffix", "must be a .npy or .npz file"),
     ],
 )
@@ -108,6 +111,10 @@ def test_feature_files_refuse_bad_input_in_one_line(tmp_path, case, message):
     elif case == "pickle":
         np.save(tmp_path / "o.npy", np.array([{"x": 1}] * 30, dtype=object), allow_pickle=True)
         paths["y"] = str(tmp_path / "o.npy")
+    elif case == "strings":
+        paths["y"] = _save(tmp_path, "y.npy", np.array(["cat", "dog"] * 15))
+    elif case == "empty":
+        paths["y"] = _save(tmp_path, "y.npy", np.zeros(0, int))
     elif case == "suffix":
         paths["a"] = str(tmp_path / "a.csv")
     with pytest.raises(ConfigError, match=re.escape(message)) as raised:
@@ -127,5 +134,38 @@ def test_config_rules_name_the_field(tmp_path):
     small = dynsim.load_config({"system": "practical", "data": {"rows": 100}, "train": {"batch": 80}})
     with pytest.raises(ConfigError, match=re.escape("train.batch = 80 is invalid: must be <= the 60 training pairs")):
         problem(small, "infonce")
+    tiny_test = dynsim.load_config({"system": "practical", "data": {"rows": 40}, "train": {"batch": 16}})
+    with pytest.raises(
+        ConfigError, match=re.escape("eval.rank = None is invalid: gives k = 10, which must be < the 8")
+    ):
+        problem(tiny_test, "infonce")
     with pytest.raises(ConfigError, match=re.escape("data.rows = 5000 is invalid: must be <= the 2000 pairs")):
         pairs(dynsim.load_config({"system": "practical", "data": {"rows": 5000}}).data)
+
+
+def test_split_is_disjoint_standardized_on_training_pairs_and_epochs_cover_them(key):
+    config = dynsim.load_config({"system": "practical", "data": {"rows": 100}, "train": {"batch": 16}})
+    spec = problem(config, "infonce")
+    data = pairs(config.data)
+    shared = {"a": data.a, "b": data.b, "labels": data.labels}
+    split = training.split(spec, shared, key)
+    assert (spec.train, spec.pool, spec.test) == (60, 20, 20)
+    # 100 distinct rows from 100 gathered indices: every pair lands in exactly one part
+    rows = np.vstack([np.asarray(p) for p in (split.train_b, split.pool_b, split.test_b)])
+    assert len({tuple(np.round(r, 9)) for r in rows}) == 100
+    train_a = np.asarray(split.train_a)
+    np.testing.assert_allclose(train_a.mean(axis=0), 0, atol=1e-9)  # standardized on the training pairs
+    moving = train_a.std(axis=0) > 0
+    np.testing.assert_allclose(train_a.std(axis=0)[moving], 1, rtol=1e-9)
+    assert not np.allclose(np.asarray(split.test_a).mean(axis=0), 0, atol=1e-3)  # ... not on the test pairs
+    # an epoch (60 // 16 = 3 steps) draws 48 distinct training pairs; the next epoch another order
+    order = jnp.zeros(spec.train, jnp.int32)
+    epochs = []
+    for index in range(6):
+        order = training.epoch_order(spec, key, index, order)
+        a, _ = training.batch_pairs(spec, split, order, index)
+        epochs.append(np.asarray(a))
+    for first in (0, 3):
+        drawn = np.vstack(epochs[first : first + 3])
+        assert len({tuple(np.round(r, 9)) for r in drawn}) == 48
+    assert not np.array_equal(epochs[0], epochs[3])
