@@ -29,25 +29,33 @@ def _largest_prompt(run: xr.Dataset) -> int:
     return max(int(name.rsplit("_", 1)[1]) for name in run.data_vars if name.startswith("zsc_acc_"))
 
 
-def training_figure(run: xr.Dataset, title: str, rank: int, boundaries, path: Path) -> Path:
-    """Seed 001's Figure 2 analogue: zero-shot accuracy, condition number, stable rank and the
-    linear probe against training steps, contrastive beside non-contrastive; dotted lines at the
+def _curves_figure(curves, panels, title: str, rank: int, boundaries, path: Path) -> Path:
+    """One panel per ``(metric, title, y scale)`` of ``panels``: each of ``curves`` ((dataset with
+    dims seed, time), colour, legend) as a seed band against training steps, dotted lines at the
     temperature stages' ``boundaries`` (steps)."""
+    run = curves[0][0]
     steps = run.time.values
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.8))
-    largest = _largest_prompt(run)
-    for ax, (name, label, scale) in zip(axes, PANELS, strict=True):
-        for loss in run.loss.values:
-            seed_band(ax, steps, run[name].sel(loss=loss).values, COLORS[loss], NAMES[loss], log=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
+    for ax, (name, label, scale) in zip(axes, panels, strict=True):
+        for dataset, color, legend in curves:
+            seed_band(ax, steps, dataset[name].values, color, legend, log=False)
         for boundary in boundaries:
             ax.axvline(boundary, color="gray", linestyle=":", linewidth=1)
         ax.set_yscale(scale)
         ax.set_xlabel("training step")
-        ax.set_title(label.format(m=largest, k=rank), fontsize=9)
+        ax.set_title(label.format(m=_largest_prompt(run), k=rank), fontsize=9)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{title} ({seeds_label(run)})", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
+
+
+def training_figure(run: xr.Dataset, title: str, rank: int, boundaries, path: Path) -> Path:
+    """Seed 001's Figure 2 analogue: zero-shot accuracy, condition number, stable rank and the
+    linear probe against training steps, contrastive beside non-contrastive; dotted lines at the
+    temperature stages' ``boundaries`` (steps)."""
+    curves = [(run.sel(loss=loss), COLORS[loss], NAMES[loss]) for loss in run.loss.values]
+    return _curves_figure(curves, PANELS, title, rank, boundaries, path)
 
 
 def prompts_figure(run: xr.Dataset, prompts, path: Path) -> Path:
@@ -75,22 +83,9 @@ def prompts_figure(run: xr.Dataset, prompts, path: Path) -> Path:
 def temperature_figure(run: xr.Dataset, held: dict, rank: int, boundaries, path: Path) -> Path:
     """Zero-shot accuracy and condition number along training: InfoNCE on the schedule, InfoNCE
     with each temperature held throughout (``held``: tau -> dataset), the positive-pair loss."""
-    steps = run.time.values
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     curves = [(run.sel(loss="infonce"), "C0", NAMES["infonce"] + ", schedule")]
     curves += [
         (d.sel(loss="infonce"), f"C{i + 1}", f"InfoNCE, τ = {tau:g} held") for i, (tau, d) in enumerate(held.items())
     ]
     curves.append((run.sel(loss="positive"), COLORS["positive"], NAMES["positive"] + " (any τ)"))
-    for ax, (name, label, scale) in zip(axes, PANELS[:2], strict=True):
-        for dataset, color, legend in curves:
-            seed_band(ax, steps, dataset[name].values, color, legend, log=False)
-        for boundary in boundaries:
-            ax.axvline(boundary, color="gray", linestyle=":", linewidth=1)
-        ax.set_yscale(scale)
-        ax.set_xlabel("training step")
-        ax.set_title(label.format(m=_largest_prompt(run), k=rank), fontsize=9)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"temperature held against the schedule ({seeds_label(run)})", fontsize=10)
-    fig.tight_layout()
-    return save(fig, path)
+    return _curves_figure(curves, PANELS[:2], "temperature held against the schedule", rank, boundaries, path)

@@ -42,7 +42,11 @@ def zero_shot_correct(a, prompts, present, labels) -> jax.Array:
     r"""Whether :math:`\hat c_i = \arg\max_c \cos(f_A(x^i_A), w_c)` is one of example i's labels, (n,)."""
     norms = jnp.linalg.norm(prompts, axis=1)
     cosine = (a @ prompts.T) / jnp.where(present, norms, 1.0)
-    predicted = jnp.argmax(jnp.where(present, cosine, -jnp.inf), axis=1)
+    return hits(jnp.argmax(jnp.where(present, cosine, -jnp.inf), axis=1), labels)
+
+
+def hits(predicted, labels) -> jax.Array:
+    """Whether each predicted class (n,) is one of its example's labels (n, C)."""
     return jnp.take_along_axis(labels, predicted[:, None], axis=1)[:, 0] > 0
 
 

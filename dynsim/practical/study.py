@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.config import with_overrides
 from ..engine.results import write_csv
 from ..engine.tables import Report
 from .figures import prompts_figure, temperature_figure, training_figure
@@ -112,8 +113,6 @@ def reproduce_practical(out: str | Path, size: str, sweep: Callable) -> Report:
 
 def held_config(config, tau: float):
     """``config``'s InfoNCE run with inverse temperature ``tau`` for all its steps (its own run directory)."""
-    from ..engine.config import with_overrides
-
     out = f"{config.run.out}_tau{tau:g}"
     return with_overrides(
         config, {"loss": {"stages": [[tau, config.steps]]}, "run": {"values": ["infonce"], "out": out}}

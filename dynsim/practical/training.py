@@ -133,8 +133,7 @@ def evaluate(problem: Problem, params, static, states, data: Split, prompt_keys)
         out[f"zsc_acc_{m}"] = jnp.mean(jax.vmap(draw)(prompt_keys))
     out["zsc_acc"] = out[f"zsc_acc_{problem.prompts[-1]}"]
     predicted = observables.linear_probe(probe, data.probe_labels, f_a, problem.ridge)
-    correct = jnp.take_along_axis(data.test_labels, predicted[:, None], axis=1)[:, 0] > 0
-    out["probe_acc"] = observables.accuracy(correct, data.test_labels)
+    out["probe_acc"] = observables.accuracy(observables.hits(predicted, data.test_labels), data.test_labels)
     for side, f in (("a", f_a), ("b", f_b)):
         spectrum = observables.covariance_spectrum(f)
         out[f"spectrum_{side}"] = spectrum
