@@ -49,6 +49,9 @@ def allowed_text(rule: _config.Allowed) -> str:
         "choice": ", ".join(f"`{c}`" for c in rule.choices),
         "bool": "`true`, `false`",
         "path": "non-empty path",
+        "text": "non-empty string",
+        "section": "a table (its own section above)",
+        "strings": "list of non-empty strings",
         "integers": f"non-empty list of integers {bound}",
         "numbers": f"list of numbers {bound}",
         "stages": f"non-empty list of `[tau, duration]`, both {bound}",
@@ -64,6 +67,8 @@ def _cell(text: str) -> str:
 
 
 def _default(value) -> str:
+    if dataclasses.is_dataclass(value):
+        return f"`[{value.name}]` defaults"
     return "unset" if value is None else f"`{json.dumps(value, default=str)}`"
 
 
@@ -91,7 +96,11 @@ def config_reference() -> str:
         "[configuration.md](configuration.md).",
         "",
         "Systems: " + ", ".join(f"[`{name}`](#system-{name.replace('_', '-')})" for name in registry.SYSTEMS) + ".",
+        "The `run` section of every system holds the table `[run.executor]`: where a sweep's parts run.",
     ]
+    executor = _config.ExecutorConfig
+    lines += ["", f"## `[{executor.name}]` (every system)", "", _prose(executor.__doc__), ""]
+    lines += _section_table(executor)
     for name, system in registry.SYSTEMS.items():
         lines += ["", f"## System `{name}`", "", _prose(system.config.__doc__)]
         for section in dataclasses.fields(system.config):

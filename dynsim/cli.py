@@ -26,9 +26,9 @@ from .engine.compare import CONFIDENCE, check_comparable, comparison_of_dataset,
 from .engine.config import ConfigError, parse_assignment, with_overrides
 from .engine.figures import draw, metric_trajectories
 from .engine.infinite import SolverError
-from .engine.results import ENGINE, describe, final_summary, open_run, write_atomic, write_csv
+from .engine.results import ENGINE, FLOOR_PREFIX, describe, final_summary, open_run, write_atomic, write_csv
 from .engine.runner import DeviceUnavailable, SimulationDiverged, select_devices
-from .engine.sweep import limit_dataset, run_sweep
+from .engine.sweep import PartsUnfinished, limit_dataset, parts, run_sweep
 from .engine.system import System
 from .engine.tables import Report, comparison_report, events_report, metric_cell, metrics_report
 
@@ -49,6 +49,19 @@ SeedsOption = Annotated[int | None, typer.Option(help="Seeds per point of the sw
 DeviceOption = Annotated[str | None, typer.Option(help="auto | cpu | gpu.")]
 OutOption = Annotated[Path | None, typer.Option(help="Run directory (default: run.out).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables; errors only.")]
+ExecutorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--executor", help="Where parts run: inline (default) | local (processes) | slurm (job arrays) | debug."
+    ),
+]
+JobsOption = Annotated[
+    int | None, typer.Option("--jobs", help="Jobs at once (local: processes, default the CPU count; slurm: array %N).")
+]
+DetachOption = Annotated[
+    bool, typer.Option("--detach", help="slurm: submit and return; the same command later re-attaches and collects.")
+]
+RetryOption = Annotated[bool, typer.Option("--retry-failed", help="Run again the parts that failed before.")]
 
 
 class _Fail(Exception):
@@ -63,25 +76,30 @@ def _widths(values: list[str]) -> list[int]:
 
 
 def _resolve(system: str | None, config, set_, run: dict):
-    """The system and configuration of a command: file or default, then ``--set``, then the options."""
+    """The system and configuration of a command: file or default, then ``--set``, then the options
+    (``run`` may hold an ``executor`` table of executor options, merged into ``[run.executor]``)."""
     resolved = registry.load_config(config, system)
     overrides: dict[str, dict] = {}
     for assignment in set_ or []:
         section, key, value = parse_assignment(assignment)
         overrides.setdefault(section, {})[key] = value
+    executor = {k: v for k, v in run.pop("executor", {}).items() if v is not None and v != []}
     overrides.setdefault("run", {}).update({k: v for k, v in run.items() if v is not None})
+    if executor:
+        overrides["run"]["executor"] = executor
     resolved = with_overrides(resolved, overrides)
     select_devices(resolved.run.device)  # fail now, in one line, if the device is missing
     return registry.system_of(resolved), resolved
 
 
-def _run_options(width, seeds, device, backend, out) -> dict:
+def _run_options(width, seeds, device, backend, out, **executor) -> dict:
     return {
         "widths": _widths(width) if width else None,
         "seeds": seeds,
         "device": device,
         "backend": backend,
         "out": None if out is None else str(out),
+        "executor": executor,
     }
 
 
@@ -118,6 +136,14 @@ def _sweep_with_progress(system: System, config, quiet: bool, **options):
         return run_sweep(system, config, on_start=start, on_part=advance, **options)
     finally:
         progress.stop()
+
+
+def _detached(run_dir: Path, quiet: bool) -> None:
+    if not quiet:
+        _console().print(
+            f"submitted; dynsim status {run_dir} follows the jobs, and the same command again collects "
+            "the results (it re-attaches to the jobs still queued or running)"
+        )
 
 
 def _console() -> Console:
@@ -199,6 +225,28 @@ def sweep(
     with_limit: Annotated[
         bool, typer.Option("--ode", "--limit", help="Add the limit overlay (two_tower: the infinite-width ODE).")
     ] = False,
+    executor: ExecutorOption = None,
+    jobs: JobsOption = None,
+    partition: Annotated[str | None, typer.Option(help="slurm: the partition.")] = None,
+    gpus_per_job: Annotated[
+        int | None, typer.Option(help="GPUs per job (default 1 with --device gpu, else 0).")
+    ] = None,
+    cpus_per_job: Annotated[int | None, typer.Option(help="slurm: CPU cores per job.")] = None,
+    mem_gb: Annotated[float | None, typer.Option(help="slurm: memory per job, GB.")] = None,
+    time_min: Annotated[
+        int | None, typer.Option(help="Wall-clock limit per job, minutes (default 60); past it a job is requeued.")
+    ] = None,
+    slurm_arg: Annotated[
+        list[str] | None, typer.Option(help="slurm: an extra #SBATCH option KEY=VALUE (repeatable).")
+    ] = None,
+    setup: Annotated[
+        list[str] | None, typer.Option(help='A shell line each job runs first, e.g. "module load cuda" (repeatable).')
+    ] = None,
+    parts_per_job: Annotated[
+        int | None, typer.Option(help="Parts of one point of the axis per job (they compile once).")
+    ] = None,
+    detach: DetachOption = False,
+    retry_failed: RetryOption = False,
     quiet: QuietOption = False,
 ):
     """Simulate a system at each point of its sweep axis, save, plot and summarize.
@@ -207,6 +255,11 @@ def sweep(
     written atomically), the limit with --ode (ode.nc for two_tower, flow.nc for spectral),
     summary.csv, figures/*.png and run.log. Running the same command again resumes: finished
     parts are skipped.
+
+    The parts run here one after another (--executor inline), or as jobs: local processes, SLURM
+    job arrays, or submitit in this process (debug, for pdb); docs/cluster.md. A part that
+    raises in a job is recorded and the others go on; the sweep then exits with status 1 naming
+    it, and a rerun skips it unless --retry-failed. Results do not depend on the executor.
 
     Examples:
 
@@ -219,9 +272,34 @@ def sweep(
         dynsim sweep --backend gram --width 1000,10000,100000,1000000 --ode
 
         dynsim sweep --system spectral --limit --set "run.values=[0.5, 0.25]"
+
+        dynsim sweep --width 256,1024,4096 --seeds 64 --executor local --jobs 2
+
+        dynsim sweep --width 4096 --device gpu --executor slurm --partition gpu --jobs 8 --setup "module load cuda"
     """
-    found, resolved = _resolve(system, config, set_, _run_options(width, seeds, device, backend, out))
-    dataset = _sweep_with_progress(found, resolved, quiet, with_limit=with_limit)
+    options = _run_options(
+        width,
+        seeds,
+        device,
+        backend,
+        out,
+        kind=executor,
+        jobs=jobs,
+        partition=partition,
+        gpus_per_job=gpus_per_job,
+        cpus_per_job=cpus_per_job,
+        mem_gb=mem_gb,
+        time_min=time_min,
+        slurm_args=slurm_arg,
+        setup=setup,
+        parts_per_job=parts_per_job,
+    )
+    found, resolved = _resolve(system, config, set_, options)
+    dataset = _sweep_with_progress(
+        found, resolved, quiet, with_limit=with_limit, detach=detach, retry_failed=retry_failed
+    )
+    if dataset is None:
+        return _detached(Path(resolved.run.out), quiet)
     _finish(found, dataset, Path(resolved.run.out), quiet)
 
 
@@ -241,6 +319,10 @@ def compare(
     ] = None,
     out: OutOption = None,
     set_: SetOption = None,
+    executor: ExecutorOption = None,
+    jobs: JobsOption = None,
+    detach: DetachOption = False,
+    retry_failed: RetryOption = False,
     quiet: QuietOption = False,
 ):
     """A finite process along its sweep axis against its limit: error table, fitted slope, floor, figures.
@@ -249,7 +331,8 @@ def compare(
     floor) and solves the infinite-width ODE on the same grid. spectral: runs the learning
     rates or batch sizes of run.values and the exact gradient flow. Writes comparison.csv,
     comparison.toml and figures/error_vs_<axis>.png beside the sweep's outputs. Resumable like
-    sweep.
+    sweep, and run by the same executors (--executor; the other executor options through
+    --set run.executor.KEY=VALUE or the config's [run.executor] table).
 
     Examples:
 
@@ -259,12 +342,15 @@ def compare(
 
         dynsim compare --system spectral --set run.axis=batch --set "run.values=[8, 32, 128]"
     """
-    found, resolved = _resolve(system, config, set_, _run_options(width, seeds, device, None, out))
+    options = _run_options(width, seeds, device, None, out, kind=executor, jobs=jobs)
+    found, resolved = _resolve(system, config, set_, options)
     resolved = with_overrides(resolved, found.compare_defaults)
     if backend is not None:
         resolved = with_overrides(resolved, {"run": {"backend": backend}})
     check_comparable(found.axis(resolved), resolved.run.seeds)
-    dataset = _sweep_with_progress(found, resolved, quiet, floor=True)
+    dataset = _sweep_with_progress(found, resolved, quiet, floor=True, detach=detach, retry_failed=retry_failed)
+    if dataset is None:
+        return _detached(Path(resolved.run.out), quiet)
     comparison = comparison_of_dataset(dataset, found)
     run_dir = Path(resolved.run.out)
     write_csv(run_dir / "comparison.csv", comparison.rows())
@@ -414,6 +500,52 @@ def reproduce(
         _print(report)
 
 
+def _parts_of(run_dir: Path) -> list[str]:
+    """The part names of the run in ``run_dir``: its sweep's, and its floor run's if it has one."""
+    if not (run_dir / "fingerprint").exists():
+        raise _Fail(f"{run_dir} is not a dynsim run directory (no fingerprint file)")
+    config = with_overrides(registry.load_config(run_dir / "config.toml"), {"run": {"out": str(run_dir)}})
+    floor = any((run_dir / "parts").glob(f"{FLOOR_PREFIX}*"))
+    return [part.name for part in parts(registry.system_of(config), config, floor)]
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep or compare.")]):
+    """Where each part of a run stands: done, failed (with the error), queued or running (with the
+    job id), lost (its job ended without it: the next run submits it again) or missing.
+
+    Example:
+
+        dynsim status runs/default
+    """
+    from .engine.executors import live_jobs, part_state  # imports submitit
+
+    names = _parts_of(run_dir)
+    live = live_jobs(run_dir, names)
+    states = {name: part_state(run_dir, name, live) for name in names}
+    counts: dict[str, int] = {}
+    for state, _ in states.values():
+        counts[state] = counts.get(state, 0) + 1
+    rows = [(name, state, detail) for name, (state, detail) in states.items() if state != "done"]
+    message = ", ".join(f"{count} {state}" for state, count in counts.items())
+    _print(Report(f"{run_dir}: {len(states)} parts", ("part", "state", "detail"), rows, message))
+
+
+@app.command()
+def cancel(run_dir: Annotated[Path, typer.Argument(help="A run directory of sweep or compare.")]):
+    """Cancel the jobs still queued or running for a run (scancel; local jobs are interrupted).
+    Finished parts stay; the next run submits the rest again.
+
+    Example:
+
+        dynsim cancel runs/default
+    """
+    from .engine.executors import cancel_run  # imports submitit
+
+    cancelled = cancel_run(run_dir, _parts_of(run_dir))
+    typer.echo(f"cancelled {len(cancelled)} job(s){': ' + ', '.join(cancelled) if cancelled else ''}")
+
+
 def _load(run_dir: Path):
     try:
         dataset = registry.load(run_dir)
@@ -428,7 +560,7 @@ def main():
         code = app(standalone_mode=False)
     except (_Fail, ConfigError, DeviceUnavailable, OSError) as err:
         _exit(str(err), 2)
-    except (SimulationDiverged, SolverError) as err:
+    except (SimulationDiverged, SolverError, PartsUnfinished) as err:
         _exit(str(err), 1)
     except KeyboardInterrupt:
         _exit("interrupted; run the same command again to resume", 130)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 DEVICES = ("auto", "cpu", "gpu")
+EXECUTORS = ("inline", "local", "slurm", "debug")
 
 
 class ConfigError(ValueError):
@@ -34,9 +35,11 @@ class Allowed:
     """What validation accepts for one field; the configuration reference is rendered from it.
 
     Attributes:
-        kind: ``integer``, ``number``, ``choice``, ``bool``, ``path``, or a list (non-empty
-            unless ``length`` is given): ``integers``, ``numbers``, ``stages`` (``[tau, duration]`` pairs),
-            ``choices`` (distinct strings, each one of ``choices``).
+        kind: ``integer``, ``number``, ``choice``, ``bool``, ``path``, ``text`` (a non-empty
+            string), ``section`` (a nested table, the field's default's class), ``strings`` (a list,
+            possibly empty, of non-empty strings), or a list (non-empty unless ``length`` is given):
+            ``integers``, ``numbers``, ``stages`` (``[tau, duration]`` pairs), ``choices`` (distinct
+            strings, each one of ``choices``).
         low: lower bound of a number or of every list element: a number, or sibling fields
             joined by ``" + "`` (``"r + n"``).
         strict: ``low`` itself is excluded.
@@ -108,6 +111,20 @@ def _check_field(section, field: dataclasses.Field) -> None:
         fail(name, value, "must be true or false")
     elif rule.kind == "path" and (not isinstance(value, str) or not value):
         fail(name, value, "must be a non-empty path")
+    elif rule.kind == "text" and (not isinstance(value, str) or not value.strip()):
+        fail(name, value, "must be a non-empty string")
+    elif rule.kind == "section":
+        if isinstance(value, Mapping):  # a nested TOML table: built here, so every system gets it
+            object.__setattr__(section, field.name, build_section(type(field.default), value, f"{name}."))
+        elif not isinstance(value, type(field.default)):
+            fail(name, value, "must be a table of key = value pairs")
+    elif rule.kind == "strings":
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            fail(name, value, "must be a list of strings")
+        object.__setattr__(section, field.name, tuple(value))
+        for i, element in enumerate(value):
+            if not isinstance(element, str) or not element.strip():
+                fail(f"{name}[{i}]", element, "must be a non-empty string")
     elif rule.kind == "choices":
         if isinstance(value, str) or not value or len(set(value)) != len(value):
             fail(name, value, "must be a non-empty list of distinct names")
@@ -124,7 +141,7 @@ def _check_field(section, field: dataclasses.Field) -> None:
                 _check_number(f"{name}[{i}].duration", element[1], **bounds)
             else:
                 _check_number(f"{name}[{i}]", element, integer=rule.kind == "integers", **bounds)
-    elif rule.kind not in ("bool", "path"):
+    elif rule.kind not in ("bool", "path", "text"):
         raise AssertionError(f"{name}: unknown rule kind {rule.kind!r}")
 
 
@@ -148,6 +165,58 @@ def as_tuple(values):
 
 
 @dataclasses.dataclass(frozen=True)
+class ExecutorConfig:
+    """Where the parts of a sweep run (``[run.executor]``, or ``dynsim sweep --executor ...``):
+    ``inline`` in this process, one part after another; ``local`` in up to ``jobs`` processes of
+    this machine; ``slurm`` as SLURM job arrays; ``debug`` in this process through submitit (for
+    pdb). None of these fields changes results, so none is part of a run's fingerprint
+    (docs/cluster.md)."""
+
+    name: ClassVar[str] = "run.executor"
+    kind: str = field("inline", "where parts run", "choice", choices=EXECUTORS)
+    jobs: int | None = field(
+        None,
+        "jobs running at once (local: processes, default the CPU count; slurm: the array's %N, default no cap)",
+        "integer",
+        low=1,
+        optional=True,
+    )
+    parts_per_job: int = field(
+        1, "parts of one point of the axis run in one job, one after another, compiling once", "integer", low=1
+    )
+    partition: str | None = field(None, "slurm: the partition (default: the cluster's)", "text", optional=True)
+    gpus_per_job: int | None = field(
+        None, "GPUs per job (default: 1 when run.device is gpu, else 0)", "integer", low=0, optional=True
+    )
+    cpus_per_job: int | None = field(
+        None, "slurm: CPU cores per job (default: the cluster's)", "integer", low=1, optional=True
+    )
+    mem_gb: float | None = field(
+        None, "slurm: memory per job in GB (default: the cluster's)", "number", low=0, strict=True, optional=True
+    )
+    time_min: int = field(
+        60, "wall-clock limit of a job in minutes; a job past it is requeued and resumes", "integer", low=1
+    )
+    max_requeue: int = field(
+        3,
+        "timeouts after which a job is not requeued (its unfinished parts are lost: the next run resubmits them)",
+        "integer",
+        low=0,
+    )
+    slurm_args: tuple[str, ...] = field(
+        (), "slurm: extra #SBATCH options as KEY=VALUE (account=abc, qos=high, gres=gpu:a100:1)", "strings"
+    )
+    setup: tuple[str, ...] = field((), "shell lines each job runs before Python starts (module load cuda)", "strings")
+
+    def __post_init__(self):
+        check_fields(self)
+        for i, assignment in enumerate(self.slurm_args):
+            key, sep, _ = assignment.partition("=")
+            if not sep or not key.strip() or key.strip().startswith("-"):
+                fail(f"run.executor.slurm_args[{i}]", assignment, "must look like KEY=VALUE, e.g. account=abc")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """What to run and where: the engine's part of every system's ``run`` section."""
 
@@ -165,6 +234,9 @@ class RunConfig:
         low=1,
     )
     out: str = field("runs/default", "output directory of dynsim sweep", "path")
+    executor: ExecutorConfig = field(
+        ExecutorConfig(), "where the parts of a sweep run: the [run.executor] table", "section"
+    )
 
     def __post_init__(self):
         check_fields(self)
@@ -185,6 +257,10 @@ class SystemConfig:
         (``None`` fields omitted); :func:`build_config` reads it back."""
 
         def plain(value):
+            if dataclasses.is_dataclass(value):  # a nested section, such as run.executor
+                return {
+                    f.name: plain(v) for f in dataclasses.fields(value) if (v := getattr(value, f.name)) is not None
+                }
             return [plain(v) for v in value] if isinstance(value, tuple) else value
 
         tables = {
@@ -237,18 +313,22 @@ def build_config(cls: type, source: Mapping[str, Any]):
         raise ConfigError(f"system = {source['system']!r} does not match the configuration class of {cls.system!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     _reject_unknown([key for key in source if key != "system"], ["system", *fields], "")
-    sections = {}
-    for name, f in fields.items():
-        section_type = type(f.default)
-        values = source.get(name, {})
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"section {name!r} must be a table of key = value pairs")
-        _reject_unknown(values, [s.name for s in dataclasses.fields(section_type)], f"{name}.")
-        try:
-            sections[name] = section_type(**values)
-        except TypeError as err:  # e.g. a list where a number belongs, caught by a comparison
-            raise ConfigError(f"section {name!r}: {err}") from None
-    return cls(**sections)
+    return cls(**{name: build_section(type(f.default), source.get(name, {}), f"{name}.") for name, f in fields.items()})
+
+
+def build_section(section_type: type, values, where: str):
+    """Build and validate one section (``where``: its dotted name and a dot, ``"run."``) from a table.
+
+    Raises:
+        ConfigError: not a table, unknown keys (with a did-you-mean hint), or any invalid value.
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"section {where[:-1]!r} must be a table of key = value pairs")
+    _reject_unknown(values, [s.name for s in dataclasses.fields(section_type)], where)
+    try:
+        return section_type(**values)
+    except TypeError as err:  # e.g. a list where a number belongs, caught by a comparison
+        raise ConfigError(f"section {where[:-1]!r}: {err}") from None
 
 
 def parse_assignment(assignment: str) -> tuple[str, str, Any]:
@@ -282,9 +362,24 @@ def require_whole_steps(rates, times, rate_name: str) -> None:
                 fail(name, time, f"must be a whole number of steps at {rate_name} {rate} (a multiple of it)")
 
 
+def _merged(table: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``table`` with ``overrides`` applied: a dotted key (``executor.kind``) or a table value
+    reaches into a nested table, keeping its other keys."""
+    merged = dict(table)
+    for key, value in overrides.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            value, key = {rest: value}, head
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            value = _merged(merged[key], value)
+        merged[key] = value
+    return merged
+
+
 def with_overrides(config, assignments: Mapping[str, Mapping[str, Any]]):
-    """Return ``config`` with ``{section: {key: value}}`` overrides applied and revalidated."""
+    """Return ``config`` with ``{section: {key: value}}`` overrides applied and revalidated (a key
+    ``executor.kind`` of section ``run`` sets the nested ``[run.executor]`` table's ``kind``)."""
     merged = config.to_dict()
     for section, values in assignments.items():
-        merged[section] = {**merged.get(section, {}), **values}
+        merged[section] = _merged(merged.get(section, {}), values)
     return build_config(type(config), merged)

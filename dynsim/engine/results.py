@@ -3,9 +3,12 @@
 A run directory holds
 
 - ``config.toml``: the resolved configuration (its ``system`` first), and ``fingerprint``: the
-  SHA-256 of every field but ``run.out`` and ``run.device`` (which do not change results);
+  SHA-256 of every field but ``run.out``, ``run.device`` and ``[run.executor]`` (which do not
+  change results);
 - ``parts/<name>.nc``: one netCDF file per point of the sweep's axis and seed chunk, written to
   a temporary file and renamed into place, then marked complete by ``parts/<name>.done``;
+  ``parts/<name>.job`` records the job that runs it (executors other than ``inline``) and
+  ``parts/<name>.failed`` the error of a part that raised in a job (JSON, both);
 - ``<limit>.nc``: the system's limit or exact reference on the same times, when asked for
   (``ode.nc`` for the two-tower system);
 - ``dataset.nc``: everything in one file, written when the run finishes;
@@ -63,12 +66,13 @@ def as_record(result, system: System) -> Record:
 
 def _result_fields(config) -> dict:
     fields = config.to_dict()
-    fields["run"] = {k: v for k, v in fields["run"].items() if k not in ("out", "device")}
+    fields["run"] = {k: v for k, v in fields["run"].items() if k not in ("out", "device", "executor")}
     return fields
 
 
 def fingerprint(config) -> str:
-    """SHA-256 of every configuration field but ``run.out`` and ``run.device``, in a canonical order."""
+    """SHA-256 of every configuration field but ``run.out``, ``run.device`` and ``run.executor``, in a
+    canonical order."""
     return hashlib.sha256(json.dumps(_result_fields(config), sort_keys=True).encode()).hexdigest()
 
 
@@ -165,11 +169,49 @@ def part_done(run_dir: Path, name: str) -> bool:
 
 
 def write_part(run_dir: Path, name: str, dataset: xr.Dataset) -> Path:
-    """Write one part atomically, then its ``.done`` marker."""
+    """Write one part atomically, then its ``.done`` marker (and drop a failure record of it)."""
     parts = Path(run_dir) / "parts"
     path = write_atomic(parts / f"{name}.nc", lambda p: dataset.to_netcdf(p, engine=ENGINE))
     (parts / f"{name}.done").touch()
+    clear_failure(run_dir, name)
     return path
+
+
+def _json_record(run_dir: Path, name: str, suffix: str) -> dict | None:
+    path = Path(run_dir) / "parts" / f"{name}.{suffix}"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):  # (a record is written atomically; never half)
+        return None
+
+
+def write_failure(run_dir: Path, name: str, **record) -> None:
+    """Record that part ``name`` raised: ``parts/<name>.failed`` (JSON: job, host, error, time)."""
+    text = json.dumps({**record, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1)
+    write_atomic(Path(run_dir) / "parts" / f"{name}.failed", lambda p: p.write_text(text))
+
+
+def failure(run_dir: Path, name: str) -> dict | None:
+    """The failure record of part ``name`` (job, host, error: its last lines, time), or ``None``
+    when it has not failed."""
+    return _json_record(run_dir, name, "failed")
+
+
+def clear_failure(run_dir: Path, name: str) -> None:
+    """Forget that part ``name`` failed (``--retry-failed``, or it has just finished)."""
+    (Path(run_dir) / "parts" / f"{name}.failed").unlink(missing_ok=True)
+
+
+def write_job(run_dir: Path, name: str, **record) -> None:
+    """Record the job that runs part ``name``: ``parts/<name>.job`` (JSON: executor, job id, host,
+    submission time), written when the job is submitted."""
+    text = json.dumps({**record, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1)
+    write_atomic(Path(run_dir) / "parts" / f"{name}.job", lambda p: p.write_text(text))
+
+
+def job_of(run_dir: Path, name: str) -> dict | None:
+    """The record of the last job submitted for part ``name``, or ``None``."""
+    return _json_record(run_dir, name, "job")
 
 
 def record_dataset(

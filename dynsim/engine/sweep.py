@@ -21,6 +21,8 @@ from .results import (
     ENGINE,
     FLOOR_PREFIX,
     as_record,
+    clear_failure,
+    failure,
     load_run,
     log,
     open_run,
@@ -34,6 +36,36 @@ from .results import (
 )
 from .runner import SimulationDiverged
 from .system import System
+
+
+class PartsUnfinished(RuntimeError):
+    """Parts of a sweep failed (``parts/<name>.failed`` says why) or were lost with their job; the
+    message names them and says what a rerun does."""
+
+    def __init__(self, run_dir: Path, unfinished: list):
+        names = [part.name for part in unfinished]
+        failed = {name: record for name in names if (record := failure(run_dir, name)) is not None}
+        lost = [name for name in names if name not in failed]
+        lines = [f"{name}: {_last_line(record.get('error'))}" for name, record in failed.items()]
+        text = []
+        if failed:
+            text.append(
+                f"{len(failed)} part(s) failed ({'; '.join(lines)}); the run skips them until "
+                f"--retry-failed (dynsim status {run_dir} shows each error)"
+            )
+        if lost:
+            text.append(
+                f"{len(lost)} part(s) did not finish ({', '.join(lost)}): their jobs ended without them "
+                "(killed, cancelled, out of memory, node failure; run.log has their log's tail); "
+                "run the same command again to resubmit them"
+            )
+        self.failed, self.lost = list(failed), lost
+        super().__init__(f"{run_dir}: " + "; ".join(text))
+
+
+def _last_line(text) -> str:
+    lines = str(text or "").strip().splitlines()
+    return lines[-1] if lines else "failed"
 
 
 class Part(NamedTuple):
@@ -84,6 +116,25 @@ def limit_dataset(system: System, config) -> xr.Dataset:
     return record_dataset(record, system.coordinates, prefix=f"{system.limit_name}_")
 
 
+def run_part(system: System, run_dir: Path, part: Part, job: str = "") -> None:
+    """Simulate one part and write it into ``run_dir`` (atomically, then its ``.done`` marker).
+
+    Raises:
+        SimulationDiverged: a seed of the part diverged (logged; nothing is written).
+    """
+    start = time.perf_counter()
+    try:
+        result = system.simulate(part.config, part.value, part.count, part.first)
+    except SimulationDiverged as err:
+        log(run_dir, f"diverged: {part.name}{job}: {err}")
+        raise
+    record = as_record(result, system)
+    axis = system.axis(part.config).name
+    dataset = record_dataset(record, system.coordinates, axis=axis, value=part.value, first_seed=part.first)
+    write_part(run_dir, part.name, dataset)
+    log(run_dir, f"done: {part.name}{job} in {time.perf_counter() - start:.2f} s")
+
+
 def run_sweep(
     system: System,
     config,
@@ -92,8 +143,14 @@ def run_sweep(
     floor: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_part: Callable[[Part, int], None] | None = None,
-) -> xr.Dataset:
+    retry_failed: bool = False,
+    detach: bool = False,
+) -> xr.Dataset | None:
     """Run every unfinished part of ``config`` into ``config.run.out`` and return the dataset.
+
+    Where the parts run is ``config.run.executor`` (:mod:`dynsim.engine.executors`): ``inline``
+    runs them here, one after another, and stops at the first error; the others run them as
+    jobs, which record a part that raised as ``parts/<name>.failed`` and go on.
 
     Everything that can be refused is checked before anything is written: every point of the
     axis, the floor run's, the limit (solved first), the run directory's configuration. The run
@@ -109,40 +166,52 @@ def run_sweep(
         on_start: called once as ``on_start(steps)`` with the training steps still to run.
         on_part: called as ``on_part(part, steps)`` after each part finishes, with the training
             steps it ran (seeds × steps per seed); not called for skipped parts.
+        retry_failed: run again the parts an earlier run recorded as failed (skipped otherwise).
+        detach: submit the jobs and return ``None`` without waiting (``slurm`` only); running
+            the same sweep again re-attaches to the jobs still queued or running.
 
     Raises:
         ConfigError: a point, the floor run or the limit the system cannot run, or a run
-            directory of another configuration (``RunMismatch``).
-        SimulationDiverged: a seed diverged; the parts finished before it are kept.
+            directory of another configuration (``RunMismatch``), or executor options the
+            executor refuses.
+        SimulationDiverged: (``inline``) a seed diverged; the parts finished before it are kept.
+        PartsUnfinished: parts failed or were lost; the others are written.
     """
     check_runs(system, config, floor)
+    if detach or config.run.executor.kind != "inline":
+        from .executors import check_executor  # imports submitit
+
+        check_executor(config, detach)
     overlay = limit_dataset(system, config) if with_limit or floor else None
     run_dir = open_run(Path(config.run.out), config)
     if overlay is not None:
         write_atomic(run_dir / f"{system.limit_name}.nc", lambda p: overlay.to_netcdf(p, engine=ENGINE))
     work = parts(system, config, floor)
-    todo = [part for part in work if not part_done(run_dir, part.name)]
-    log(run_dir, f"start: {len(todo)} of {len(work)} parts to run")
+    if retry_failed:
+        for part in work:
+            clear_failure(run_dir, part.name)
+    todo = [part for part in work if not part_done(run_dir, part.name) and failure(run_dir, part.name) is None]
+    kind = config.run.executor.kind
+    log(run_dir, f"start: {len(todo)} of {len(work)} parts to run" + ("" if kind == "inline" else f" as {kind} jobs"))
 
     def steps(part: Part) -> int:
         return part.count * system.steps(part.config, part.value)
 
     if on_start is not None:
         on_start(sum(steps(part) for part in todo))
-    axis = system.axis(config).name
-    for part in todo:
-        start = time.perf_counter()
-        try:
-            result = system.simulate(part.config, part.value, part.count, part.first)
-        except SimulationDiverged as err:
-            log(run_dir, f"diverged: {part.name}: {err}")
-            raise
-        record = as_record(result, system)
-        dataset = record_dataset(record, system.coordinates, axis=axis, value=part.value, first_seed=part.first)
-        write_part(run_dir, part.name, dataset)
-        log(run_dir, f"done: {part.name} in {time.perf_counter() - start:.2f} s")
-        if on_part is not None:
-            on_part(part, steps(part))
+    finished = (lambda part: on_part(part, steps(part))) if on_part is not None else (lambda part: None)
+    if kind == "inline":
+        for part in todo:
+            run_part(system, run_dir, part)
+            finished(part)
+    else:
+        from .executors import run_elsewhere  # imports submitit
+
+        if run_elsewhere(system, config, todo, floor=floor, detach=detach, on_part=finished):
+            return None
+    unfinished = [part for part in work if not part_done(run_dir, part.name)]
+    if unfinished:
+        raise PartsUnfinished(run_dir, unfinished)
     dataset = load_run(run_dir, system)
     write_summary(run_dir, dataset, system)
     write_atomic(run_dir / "dataset.nc", lambda p: dataset.to_netcdf(p, engine=ENGINE))

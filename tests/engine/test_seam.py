@@ -1,100 +1,28 @@
 """The seam between the engine and its systems.
 
-A tiny system defined here, and nowhere in dynsim, runs through ``sweep``, ``compare``, the run
+A tiny system defined in the tests (tests/toy.py), and nowhere in dynsim, runs through ``sweep``, ``compare``, the run
 directory, the figures and the command line: adding a system touches no engine file. The engine
 imports no system, and names none. Every registered system honours the same contract at a tiny size.
 """
 
 import ast
-import dataclasses
 import math
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
+from toy import TOY, ToyConfig
 from typer.testing import CliRunner
 
 import dynsim
 from dynsim import registry
 from dynsim.cli import app
-from dynsim.engine import config as engine_config
 from dynsim.engine.compare import compare_runs
-from dynsim.engine.config import SystemConfig, field, with_overrides
+from dynsim.engine.config import with_overrides
 from dynsim.engine.results import config_of
 from dynsim.engine.sweep import run_sweep
-from dynsim.engine.system import Axis, System
 
 ENGINE = Path(dynsim.__file__).parent / "engine"
-
-
-# --- a system of forty lines: x <- x - lr a x, whose limit is x0 exp(-a t) -----------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class DecayConfig:
-    name: ClassVar[str] = "decay"
-    rate: float = field(1.0, "a", "number", low=0, strict=True)
-    duration: float = field(2.0, "T", "number", low=0, strict=True)
-
-    def __post_init__(self):
-        engine_config.check_fields(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class ToyRun(engine_config.RunConfig):
-    record_every: float = field(0.5, "record cadence", "number", low=0, strict=True)
-    values: tuple[float, ...] = field((0.1, 0.05, 0.025), "learning rates", "numbers", low=0, strict=True)
-
-    def __post_init__(self):
-        object.__setattr__(self, "values", tuple(self.values))
-        engine_config.check_fields(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class ToyConfig(SystemConfig):
-    system: ClassVar[str] = "toy"
-    decay: DecayConfig = DecayConfig()
-    run: ToyRun = ToyRun()
-
-
-@dataclasses.dataclass(frozen=True)
-class ToyRecord:
-    times: np.ndarray
-    x: np.ndarray
-    metrics: dict
-
-
-def _times(config, lr):
-    every = round(config.run.record_every / lr)
-    return np.arange(0, round(config.decay.duration / lr) + 1, every) * lr
-
-
-def _simulate(config, lr, seeds, first_seed):
-    times = _times(config, lr)
-    x = (1 - lr * config.decay.rate) ** np.round(times / lr)
-    x = np.broadcast_to(x[None, :, None], (seeds, times.size, 1)).copy()
-    return ToyRecord(times, x, {"energy": x[..., 0] ** 2})
-
-
-def _limit(config):
-    times = _times(config, config.run.values[0])
-    x = np.exp(-config.decay.rate * times)[:, None]
-    return ToyRecord(times, x, {"energy": x[:, 0] ** 2})
-
-
-TOY = System(
-    name="toy",
-    summary="x <- x - lr a x against x0 exp(-a t)",
-    config=ToyConfig,
-    axis=lambda config: Axis("lr", config.run.values, slope=1.0, label="learning rate", symbol="η"),
-    simulate=_simulate,
-    steps=lambda config, lr: round(config.decay.duration / lr),
-    coordinates={"x": "component"},
-    table=("energy",),
-    panels={"energy": ("energy", "x²")},
-    limit=_limit,
-)
 
 
 @pytest.fixture
