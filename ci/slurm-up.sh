@@ -99,6 +99,8 @@ chmod 600 /etc/slurm/slurmdbd.conf
 #  - GresTypes=gpu (and no GPU on the node): sbatch passes GPU requests on and
 #    slurmctld itself refuses them, as on a real cluster; without it sbatch
 #    rejects them locally before the controller sees them.
+#  - KillWait=5: a cancelled job is killed 5 s after its SIGTERM (default 30 s,
+#    which submitit's jobs, ignoring SIGTERM, sit out while the node takes no job).
 #  - MaxTime=120 minutes (dynsim's jobs ask for 60 by default), and
 #    EnforcePartLimits=ALL: a job over a limit is refused at submission, as on
 #    many clusters, instead of pending forever (reason PartitionTimeLimit).
@@ -126,6 +128,7 @@ ReturnToService=2
 MinJobAge=600
 JobRequeue=1
 EnforcePartLimits=ALL
+KillWait=5
 GresTypes=gpu
 SchedulerParameters=bf_interval=2,sched_interval=2
 SlurmctldParameters=preempt_send_user_signal

@@ -48,10 +48,27 @@ POLL_S = 0.5  # how often a waiting sweep looks for finished parts and jobs
 SUBMITIT_DIR = ".submitit"
 
 
+GPU_ARGS = frozenset({"gres", "gpus", "gpus-per-node", "gpus-per-task", "gpus_per_node", "gpus_per_task"})
+
+
+def site_gpus(config) -> bool:
+    """Whether ``run.executor.slurm_args`` asks for GPUs itself (``gres=gpu:a100:1``, for sites
+    that want ``--gres``): dynsim then adds no GPU request of its own."""
+    return any(arg.split("=", 1)[0].strip() in GPU_ARGS for arg in config.run.executor.slurm_args)
+
+
 def gpus_per_job(config) -> int:
-    """The GPUs each job gets: ``run.executor.gpus_per_job``, by default 1 for ``run.device = "gpu"``."""
+    """The GPUs each job asks for: ``run.executor.gpus_per_job``, by default 1 for ``run.device =
+    "gpu"``; 0 when the site's own ``slurm_args`` ask for them."""
     chosen = config.run.executor.gpus_per_job
+    if site_gpus(config) and config.run.executor.kind == "slurm":
+        return 0
     return (1 if config.run.device == "gpu" else 0) if chosen is None else chosen
+
+
+def has_gpus(config) -> bool:
+    """Whether each job is given GPUs (by ``gpus_per_job`` or by the site's ``slurm_args``)."""
+    return gpus_per_job(config) > 0 or (site_gpus(config) and config.run.executor.kind == "slurm")
 
 
 def check_executor(config, detach: bool = False) -> None:
@@ -70,14 +87,14 @@ def check_executor(config, detach: bool = False) -> None:
         )
     if executor.kind == "slurm" and shutil.which("sbatch") is None:
         fail("run.executor.kind", "slurm", "no sbatch on PATH: run dynsim on a SLURM login node, or use 'local'")
-    if executor.kind in ("local", "slurm") and config.run.device == "gpu" and gpus_per_job(config) == 0:
+    if executor.kind in ("local", "slurm") and config.run.device == "gpu" and not has_gpus(config):
         fail("run.executor.gpus_per_job", 0, "must be >= 1 with run.device = 'gpu' (each job is given its own GPUs)")
 
 
 def job_environment(config, shared_gpu: bool) -> dict[str, str]:
     """Environment variables a job sets before Python (and JAX) start."""
     environment = {"JAX_ENABLE_X64": "1" if jax.config.jax_enable_x64 else "0"}
-    if gpus_per_job(config) == 0:
+    if not has_gpus(config):
         environment["JAX_PLATFORMS"] = "cpu"  # else JAX initialises every GPU the node shows
     if shared_gpu:
         environment["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
@@ -116,6 +133,7 @@ class PartsJob(submitit.helpers.Checkpointable):
         config = build_config(self.system.config, self.tables)
         run_dir = Path(config.run.out)
         todo = {part.name: part for part in parts(self.system, config, self.floor)}
+        axis = self.system.axis(config).name
         job, host = _this_job(), socket.gethostname()
         log(
             run_dir,
@@ -126,7 +144,7 @@ class PartsJob(submitit.helpers.Checkpointable):
             if part_done(run_dir, name):
                 continue
             try:
-                run_part(self.system, run_dir, todo[name], job=f" (job {job})")
+                run_part(self.system, run_dir, todo[name], axis, job=f" (job {job})")
                 finished.append(name)
             except Exception as err:  # noqa: BLE001 (recorded with its traceback; the next part runs)
                 if not self.record_failures:
@@ -266,7 +284,8 @@ def queued() -> dict[str, str]:
     listing = subprocess.run(["squeue", "-h", "-r", "--me", "-o", "%i %T"], capture_output=True, text=True)
     if listing.returncode != 0:
         raise SubmissionRefused(f"squeue failed, so the run's jobs cannot be checked: {listing.stderr.strip()}")
-    return dict(line.split() for line in listing.stdout.splitlines() if line.strip())
+    jobs = dict(line.split() for line in listing.stdout.splitlines() if line.strip())
+    return {job: state for job, state in jobs.items() if state != "COMPLETING"}  # (ending: runs no more parts)
 
 
 def attached_jobs(run_dir: Path, todo: list) -> dict:
@@ -308,30 +327,36 @@ def run_elsewhere(system: System, config, todo: list, *, floor: bool, detach: bo
         held = {part.name for parts in watch.jobs.values() for part in parts}
         todo = [part for part in todo if part.name not in held]
     cap = options.jobs or (1 if options.kind == "debug" else (os.cpu_count() or 1))
-    shared_gpu = options.kind == "local" and gpus_per_job(config) > 0 and cap > 1
+    shared_gpu = options.kind == "local" and has_gpus(config) and cap > 1
     executor = _submitter(options.kind, folder, config, shared_gpu)
     record = options.kind != "debug"
     first, rest = program_groups(todo, options.parts_per_job)
+    if not first and not watch.jobs:
+        return False
     if options.kind == "slurm":  # the rest waits for the first wave in SLURM's queue
         if first:
             warm = _submit(executor, first, system, config, floor, record)
             watch.jobs.update(warm)
             if rest:
-                after = "afterany:" + ":".join(str(job.job_id).split("_")[0] for job in list(warm)[:1])
+                after = "afterany:" + str(next(iter(warm)).job_id).split("_")[0]  # the whole first array
                 watch.jobs.update(_submit(executor, rest, system, config, floor, record, dependency=after))
         if detach:
             return True
         _settle(watch, run_dir, on_part, block=True)
         return False
-    _settle(watch, run_dir, on_part, block=True)
-    for wave in (first, rest):
-        queue = list(wave)
-        while queue or watch.jobs:
-            while queue and len(watch.jobs) < cap:
-                watch.jobs.update(_submit(executor, [queue.pop(0)], system, config, floor, record))
-            _settle(watch, run_dir, on_part, block=False)
-            if watch.jobs:
-                time.sleep(POLL_S)
+    try:
+        for wave in (first, rest):
+            queue = list(wave)
+            while queue or watch.jobs:
+                while queue and len(watch.jobs) < cap:
+                    watch.jobs.update(_submit(executor, [queue.pop(0)], system, config, floor, record))
+                _settle(watch, run_dir, on_part, block=False)
+                if watch.jobs:
+                    time.sleep(POLL_S)
+    except KeyboardInterrupt:  # local jobs would outlive this process: stop them with it
+        for job in watch.jobs:
+            job.cancel(check=False)
+        raise
     return False
 
 

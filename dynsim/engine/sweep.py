@@ -116,8 +116,9 @@ def limit_dataset(system: System, config) -> xr.Dataset:
     return record_dataset(record, system.coordinates, prefix=f"{system.limit_name}_")
 
 
-def run_part(system: System, run_dir: Path, part: Part, job: str = "") -> None:
-    """Simulate one part and write it into ``run_dir`` (atomically, then its ``.done`` marker).
+def run_part(system: System, run_dir: Path, part: Part, axis: str, job: str = "") -> None:
+    """Simulate one part and write it into ``run_dir`` (atomically, then its ``.done`` marker);
+    ``axis`` names the sweep's axis (the floor run's configuration may sweep another).
 
     Raises:
         SimulationDiverged: a seed of the part diverged (logged; nothing is written).
@@ -129,7 +130,6 @@ def run_part(system: System, run_dir: Path, part: Part, job: str = "") -> None:
         log(run_dir, f"diverged: {part.name}{job}: {err}")
         raise
     record = as_record(result, system)
-    axis = system.axis(part.config).name
     dataset = record_dataset(record, system.coordinates, axis=axis, value=part.value, first_seed=part.first)
     write_part(run_dir, part.name, dataset)
     log(run_dir, f"done: {part.name}{job} in {time.perf_counter() - start:.2f} s")
@@ -201,8 +201,9 @@ def run_sweep(
         on_start(sum(steps(part) for part in todo))
     finished = (lambda part: on_part(part, steps(part))) if on_part is not None else (lambda part: None)
     if kind == "inline":
+        axis = system.axis(config).name
         for part in todo:
-            run_part(system, run_dir, part)
+            run_part(system, run_dir, part, axis)
             finished(part)
     else:
         from .executors import run_elsewhere  # imports submitit

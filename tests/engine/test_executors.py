@@ -24,6 +24,7 @@ from toy import TOY, ToyConfig
 
 import dynsim
 from dynsim import registry
+from dynsim.engine import executors  # noqa: F401 (submitit configures its logging at import: not inside run_main)
 from dynsim.engine.config import ConfigError, with_overrides
 from dynsim.engine.results import failure, fingerprint, job_of
 from dynsim.engine.sweep import PartsUnfinished, run_sweep
@@ -224,3 +225,31 @@ def test_the_command_line_maps_executor_options_onto_the_config(tmp_path, toy):
     status = run_main("status", str(out))
     assert status.returncode == 0 and "3 done" in status.stdout
     assert run_main("cancel", str(out)).stdout.strip() == "cancelled 0 job(s)"
+
+
+def test_jobs_ask_for_gpus_once_and_cpu_jobs_pin_jax_to_the_cpu(tmp_path):
+    from dynsim.engine.executors import gpus_per_job, has_gpus, job_environment
+
+    def config(**run):
+        return with_overrides(ToyConfig(), {"run": run})
+
+    cpu = config(**{"executor.kind": "slurm"})
+    assert (gpus_per_job(cpu), has_gpus(cpu), job_environment(cpu, False)["JAX_PLATFORMS"]) == (0, False, "cpu")
+    gpu = config(device="gpu", **{"executor.kind": "slurm"})
+    assert (gpus_per_job(gpu), has_gpus(gpu), "JAX_PLATFORMS" in job_environment(gpu, False)) == (1, True, False)
+    site = config(device="gpu", **{"executor.kind": "slurm", "executor.slurm_args": ["gres=gpu:a100:1"]})
+    assert (gpus_per_job(site), has_gpus(site)) == (0, True)  # the site's gres replaces --gpus-per-node
+    shared = job_environment(config(device="gpu", **{"executor.kind": "local"}), shared_gpu=True)
+    assert shared["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert job_environment(cpu, False)["JAX_ENABLE_X64"] == "1"  # as this process (the suite runs in float64)
+
+
+def test_a_comparison_and_its_floor_run_give_the_inline_bits_as_jobs(tmp_path):
+    # spectral over the batch size: the floor run (gradient descent) is a configuration of its own
+    args = ["compare", "--system", "spectral", "--quiet", "--set", "train.duration=10.0", "--set", "run.seeds=2"]
+    args += ["--set", "run.record_every=5.0", "--set", "run.axis=batch", "--set", "run.values=[4, 16]"]
+    for out, executor in [(tmp_path / "inline", "inline"), (tmp_path / "debug", "debug")]:
+        assert run_main(*args, "--out", str(out), "--executor", executor).returncode == 0
+    assert (tmp_path / "debug" / "parts" / "floor_batch_inf_seeds_0-1.job").is_file()
+    _same_bits(dynsim.load(tmp_path / "debug"), dynsim.load(tmp_path / "inline"))
+    assert (tmp_path / "debug" / "comparison.csv").read_text() == (tmp_path / "inline" / "comparison.csv").read_text()
