@@ -72,3 +72,14 @@ def reference():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """The toy system of tests/toy.py, registered as ``"toy"`` for the command line and run directories."""
+    from toy import TOY
+
+    from dynsim import registry
+
+    monkeypatch.setitem(registry.SYSTEMS, "toy", TOY)
+    return TOY

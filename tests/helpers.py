@@ -48,3 +48,27 @@ def reproduce_quick(target: str, out, timeout: float = 900) -> None:
         timeout=timeout,
     )
     assert result.returncode == 0, result.stderr
+
+
+def same_bits(a, b) -> None:
+    """Fail unless two datasets hold the same variables with the same values, bit for bit."""
+    import numpy as np
+
+    assert set(a.data_vars) == set(b.data_vars)
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def wait_until(condition, timeout: float = 180.0) -> None:
+    """Poll ``condition()`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def run_log(config) -> str:
+    """The ``run.log`` of the run directory of ``config``."""
+    from pathlib import Path
+
+    return (Path(config.run.out) / "run.log").read_text()

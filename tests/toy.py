@@ -8,9 +8,11 @@ the environment of the process that submits them.
 
 import dataclasses
 import os
+import sys
 import time
 from typing import ClassVar
 
+import cloudpickle
 import numpy as np
 
 from dynsim.engine import config as engine_config
@@ -85,3 +87,7 @@ TOY = System(
     panels={"energy": ("energy", "x²")},
     limit=_limit,
 )
+
+# Jobs of the local and SLURM executors are other processes, which cannot import tests/: they get
+# this module's system by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -11,46 +11,23 @@ import os
 import re
 import signal
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
-import cloudpickle
-import numpy as np
 import pytest
-import toy as toy_module
-from helpers import run_main
-from toy import TOY, ToyConfig
+from helpers import run_log, run_main, same_bits, wait_until
+from toy import ToyConfig
 
 import dynsim
 from dynsim import registry
-from dynsim.engine import executors  # noqa: F401 (submitit configures its logging at import: not inside run_main)
+from dynsim.engine import executors  # noqa: F401 (submitit sets up its logging at import: not in run_main)
 from dynsim.engine.config import ConfigError, with_overrides
 from dynsim.engine.results import failure, fingerprint, job_of
 from dynsim.engine.sweep import PartsUnfinished, run_sweep
 
-# Jobs are other processes: they get the toy system by value, since they cannot import tests/.
-cloudpickle.register_pickle_by_value(toy_module)
-
-
-@pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.setitem(registry.SYSTEMS, "toy", TOY)
-    return TOY
-
 
 def _toy(tmp_path, **executor):
     return with_overrides(ToyConfig(), {"run": {"out": str(tmp_path / "run"), "seeds": 2, "executor": executor}})
-
-
-def _log(config) -> str:
-    return (Path(config.run.out) / "run.log").read_text()
-
-
-def _same_bits(a, b) -> None:
-    assert set(a.data_vars) == set(b.data_vars)
-    for name in a.data_vars:
-        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
 
 
 def test_local_and_inline_runs_give_the_same_bits_and_jobs_get_the_platform(tmp_path):
@@ -59,9 +36,9 @@ def test_local_and_inline_runs_give_the_same_bits_and_jobs_get_the_platform(tmp_
     base = with_overrides(base, {"run": {"seeds": 2, "seed_chunk": 1, "out": str(tmp_path / "inline")}})
     inline = run_sweep(system, base)
     local = with_overrides(base, {"run": {"out": str(tmp_path / "local"), "executor": {"kind": "local", "jobs": 2}}})
-    _same_bits(run_sweep(system, local), inline)
+    same_bits(run_sweep(system, local), inline)
     assert fingerprint(local) == fingerprint(base)  # the executor is not part of the results
-    log = _log(local)
+    log = run_log(local)
     assert log.count("JAX_PLATFORMS=cpu, devices [CpuDevice(id=0)]") == 4  # one job per part
     assert "start: 4 of 4 parts to run as local jobs" in log
 
@@ -94,7 +71,7 @@ def test_a_failing_part_is_recorded_the_others_finish_and_at_most_jobs_run_at_on
         "lr_0.1_seeds_1-1",
     ]
     # the cap: never more than two jobs running, and two at some time (each part holds 3 s)
-    intervals = _intervals(_log(config))
+    intervals = _intervals(run_log(config))
     assert len(intervals) == 6
     overlap = max(sum(s <= t < e for s, e in intervals) for t, _ in intervals)
     assert overlap == 2, intervals
@@ -103,7 +80,7 @@ def test_a_failing_part_is_recorded_the_others_finish_and_at_most_jobs_run_at_on
     # a rerun skips the failed parts: nothing is submitted, and it still says so
     again = run_main("sweep", "--system", "toy", "--out", str(run_dir), "--seeds", "2", "--set", "run.seed_chunk=1")
     assert again.returncode == 1 and "--retry-failed" in again.stderr
-    assert _log(config).count("submitted") == 6
+    assert run_log(config).count("submitted") == 6
     monkeypatch.delenv("DYNSIM_TOY_FAIL_LR")
     monkeypatch.setenv("DYNSIM_TOY_HOLD_S", "0")
     dataset = run_sweep(toy, config, retry_failed=True)
@@ -120,13 +97,6 @@ def _worker_of(job_id: str) -> int:
     return pid
 
 
-def _when(condition, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_a_killed_worker_loses_only_its_part_and_the_rerun_submits_only_that(tmp_path, toy, monkeypatch):
     monkeypatch.setenv("DYNSIM_TOY_HOLD_S", "3")
     config = _toy(tmp_path, kind="local", jobs=3)
@@ -134,9 +104,9 @@ def test_a_killed_worker_loses_only_its_part_and_the_rerun_submits_only_that(tmp
     victim = "lr_0.05_seeds_0-1"
 
     def kill_mid_part():  # once the victim's job has begun its part (its first log line)
-        _when(lambda: job_of(run_dir, victim) is not None)
+        wait_until(lambda: job_of(run_dir, victim) is not None)
         job = job_of(run_dir, victim)["job_id"]
-        _when(lambda: f"job {job} on" in _log(config))
+        wait_until(lambda: f"job {job} on" in run_log(config))
         os.kill(_worker_of(job), signal.SIGKILL)
 
     killer = threading.Thread(target=kill_mid_part)
@@ -145,14 +115,14 @@ def test_a_killed_worker_loses_only_its_part_and_the_rerun_submits_only_that(tmp
         run_sweep(toy, config)
     killer.join()
     assert raised.value.lost == [victim] and raised.value.failed == []
-    assert f"without ['{victim}']" in _log(config)  # the job's end is logged with its log's tail
+    assert f"without ['{victim}']" in run_log(config)  # the job's end is logged with its log's tail
     status = run_main("status", str(run_dir))
     assert "2 done, 1 lost" in status.stdout
     monkeypatch.setenv("DYNSIM_TOY_HOLD_S", "0")
     dataset = run_sweep(toy, config)
-    assert "start: 1 of 3 parts to run" in _log(config) and _log(config).count("submitted") == 4
+    assert "start: 1 of 3 parts to run" in run_log(config) and run_log(config).count("submitted") == 4
     reference = run_sweep(toy, with_overrides(config, {"run": {"out": str(tmp_path / "inline"), "executor": {}}}))
-    _same_bits(dataset, reference)
+    same_bits(dataset, reference)
 
 
 def test_a_preempted_local_job_is_requeued_and_resumes_from_its_finished_parts(tmp_path, toy, monkeypatch):
@@ -163,14 +133,14 @@ def test_a_preempted_local_job_is_requeued_and_resumes_from_its_finished_parts(t
     names = [f"lr_0.1_seeds_{i}-{i}" for i in range(3)]
 
     def preempt_after_first_part():
-        _when(lambda: len(list((run_dir / "parts").glob("*.done"))) == 1)
+        wait_until(lambda: len(list((run_dir / "parts").glob("*.done"))) == 1)
         os.kill(_worker_of(job_of(run_dir, names[0])["job_id"]), signal.SIGUSR2)
 
     preempter = threading.Thread(target=preempt_after_first_part)
     preempter.start()
     dataset = run_sweep(toy, config)
     preempter.join()
-    log = _log(config)
+    log = run_log(config)
     assert log.count("submitted") == 1 and log.count(" on ") == 2  # one job, started again after its requeue
     assert all(log.count(f"done: {name} ") == 1 for name in names)  # the finished part was not run again
     assert dataset.sizes["seed"] == 3
@@ -181,8 +151,8 @@ def test_a_preempted_local_job_is_requeued_and_resumes_from_its_finished_parts(t
 def test_the_debug_executor_runs_jobs_in_this_process(tmp_path, toy):
     config = _toy(tmp_path, kind="debug")
     dataset = run_sweep(toy, config)
-    _same_bits(dataset, run_sweep(toy, with_overrides(config, {"run": {"out": str(tmp_path / "b"), "executor": {}}})))
-    assert "job DEBUG_" in _log(config) and "JAX_PLATFORMS" in _log(config)
+    same_bits(dataset, run_sweep(toy, with_overrides(config, {"run": {"out": str(tmp_path / "b"), "executor": {}}})))
+    assert "job DEBUG_" in run_log(config) and "JAX_PLATFORMS" in run_log(config)
 
 
 def test_executor_options_are_validated_and_never_change_the_fingerprint(tmp_path, toy, monkeypatch):
@@ -251,5 +221,5 @@ def test_a_comparison_and_its_floor_run_give_the_inline_bits_as_jobs(tmp_path):
     for out, executor in [(tmp_path / "inline", "inline"), (tmp_path / "debug", "debug")]:
         assert run_main(*args, "--out", str(out), "--executor", executor).returncode == 0
     assert (tmp_path / "debug" / "parts" / "floor_batch_inf_seeds_0-1.job").is_file()
-    _same_bits(dynsim.load(tmp_path / "debug"), dynsim.load(tmp_path / "inline"))
+    same_bits(dynsim.load(tmp_path / "debug"), dynsim.load(tmp_path / "inline"))
     assert (tmp_path / "debug" / "comparison.csv").read_text() == (tmp_path / "inline" / "comparison.csv").read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from toy import TOY, ToyConfig
+from toy import ToyConfig
 from typer.testing import CliRunner
 
 import dynsim
@@ -23,12 +23,6 @@ from dynsim.engine.results import config_of
 from dynsim.engine.sweep import run_sweep
 
 ENGINE = Path(dynsim.__file__).parent / "engine"
-
-
-@pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.setitem(registry.SYSTEMS, "toy", TOY)
-    return TOY
 
 
 def _toy_config(tmp_path):

@@ -12,13 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-import cloudpickle
-import numpy as np
 import pytest
 import submitit
-import toy as toy_module
-from helpers import run_main
-from toy import TOY, ToyConfig
+from helpers import run_log, run_main, same_bits, wait_until
+from toy import ToyConfig
 
 import dynsim
 from dynsim import registry
@@ -26,8 +23,6 @@ from dynsim.engine.config import with_overrides
 from dynsim.engine.executors import SUBMITIT_DIR, SubmissionRefused
 from dynsim.engine.results import failure, job_of
 from dynsim.engine.sweep import PartsUnfinished, run_sweep
-
-cloudpickle.register_pickle_by_value(toy_module)  # jobs cannot import tests/
 
 
 def _unreachable() -> str | None:
@@ -56,32 +51,9 @@ def slurm():
         pytest.fail(f"DYNSIM_REQUIRE_SLURM=1 but {REASON}")
 
 
-@pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.setitem(registry.SYSTEMS, "toy", TOY)
-    return TOY
-
-
 def _toy(tmp_path, run=None, **executor):
     run = {"out": str(tmp_path / "run"), "seeds": 2, "executor": {"kind": "slurm", **executor}, **(run or {})}
     return with_overrides(ToyConfig(), {"run": run})
-
-
-def _log(config) -> str:
-    return (Path(config.run.out) / "run.log").read_text()
-
-
-def _when(condition, timeout: float = 180.0) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.2)
-
-
-def _same_bits(a, b) -> None:
-    assert set(a.data_vars) == set(b.data_vars)
-    for name in a.data_vars:
-        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
 
 
 def test_an_array_with_a_cap_gives_the_inline_bits(tmp_path):
@@ -89,13 +61,13 @@ def test_an_array_with_a_cap_gives_the_inline_bits(tmp_path):
     base = with_overrides(dynsim.load_config(), system.tiny)
     base = with_overrides(base, {"run": {"seeds": 3, "seed_chunk": 1, "out": str(tmp_path / "inline")}})
     slurm = with_overrides(base, {"run": {"out": str(tmp_path / "slurm"), "executor": {"kind": "slurm", "jobs": 2}}})
-    _same_bits(run_sweep(system, slurm), run_sweep(system, base))
+    same_bits(run_sweep(system, slurm), run_sweep(system, base))
     scripts = sorted((tmp_path / "slurm" / SUBMITIT_DIR).rglob("*_submission.sh"), key=lambda p: p.stat().st_mtime)
     # one job per width first (each compiles its program), then the rest after them
     assert ["#SBATCH --array=0-1%2" in s.read_text() for s in scripts] == [True, False]
     assert "#SBATCH --array=0-3%2" in scripts[1].read_text() and "--dependency=afterany:" in scripts[1].read_text()
     assert "export JAX_PLATFORMS=cpu" in scripts[0].read_text()
-    assert _log(slurm).count("JAX_PLATFORMS=cpu, devices [CpuDevice(id=0)]") == 6
+    assert run_log(slurm).count("JAX_PLATFORMS=cpu, devices [CpuDevice(id=0)]") == 6
 
 
 def test_a_failing_part_surfaces_its_error_while_the_others_finish(tmp_path, toy, monkeypatch):
@@ -115,14 +87,14 @@ def test_a_cancelled_job_is_reported_lost_and_resubmitted_on_rerun(tmp_path, toy
     run_dir = Path(config.run.out)
     assert run_sweep(toy, config, detach=True) is None
     job = job_of(run_dir, "lr_0.1_seeds_0-1")["job_id"]
-    _when(lambda: f"job {job} on" in _log(config))
+    wait_until(lambda: f"job {job} on" in run_log(config))
     status = run_main("status", str(run_dir))
     assert "1 running" in status.stdout and job in status.stdout
     assert run_main("cancel", str(run_dir)).stdout.strip() == f"cancelled 1 job(s): {job}"
-    _when(lambda: "1 lost" in run_main("status", str(run_dir)).stdout)
+    wait_until(lambda: "1 lost" in run_main("status", str(run_dir)).stdout)
     monkeypatch.setenv("DYNSIM_TOY_HOLD_S", "0")
     dataset = run_sweep(toy, config)
-    assert dataset.sizes["seed"] == 2 and _log(config).count("submitted") == 2
+    assert dataset.sizes["seed"] == 2 and run_log(config).count("submitted") == 2
     assert job_of(run_dir, "lr_0.1_seeds_0-1")["job_id"] != job
 
 
@@ -133,7 +105,7 @@ def test_a_preempted_job_is_requeued_and_completes(tmp_path, toy, monkeypatch):
     names = [f"lr_0.1_seeds_{i}-{i}" for i in range(3)]
 
     def preempt_after_first_part():
-        _when(lambda: (run_dir / "parts" / f"{names[0]}.done").exists())
+        wait_until(lambda: (run_dir / "parts" / f"{names[0]}.done").exists())
         job = job_of(run_dir, names[0])["job_id"]
         submitit.SlurmJob(folder=run_dir / SUBMITIT_DIR, job_id=job)._interrupt()  # SIGTERM, then USR2
 
@@ -141,7 +113,7 @@ def test_a_preempted_job_is_requeued_and_completes(tmp_path, toy, monkeypatch):
     preempter.start()
     dataset = run_sweep(toy, config)
     preempter.join()
-    log = _log(config)
+    log = run_log(config)
     assert log.count("submitted") == 1 and log.count(" on ") == 2  # one job, started again after its requeue
     assert all(log.count(f"done: {name} ") == 1 for name in names)  # the finished part was not run again
     assert dataset.sizes["seed"] == 3
@@ -156,11 +128,11 @@ def test_detach_then_rerun_reattaches_without_duplicates(tmp_path, toy, monkeypa
     assert time.time() - started < 20 and not list((run_dir / "parts").glob("*.done"))
     jobs = {job_of(run_dir, f"lr_{lr}_seeds_0-1")["job_id"] for lr in (0.1, 0.05, 0.025)}
     dataset = run_sweep(toy, config)
-    assert "re-attached to 3 job(s) still queued or running" in _log(config)
-    assert _log(config).count("submitted") == 1  # the detached array, nothing more
+    assert "re-attached to 3 job(s) still queued or running" in run_log(config)
+    assert run_log(config).count("submitted") == 1  # the detached array, nothing more
     assert {job_of(run_dir, f"lr_{lr}_seeds_0-1")["job_id"] for lr in (0.1, 0.05, 0.025)} == jobs
     monkeypatch.setenv("DYNSIM_TOY_HOLD_S", "0")
-    _same_bits(dataset, run_sweep(toy, with_overrides(config, {"run": {"out": str(tmp_path / "b"), "executor": {}}})))
+    same_bits(dataset, run_sweep(toy, with_overrides(config, {"run": {"out": str(tmp_path / "b"), "executor": {}}})))
 
 
 def test_a_gpu_request_on_a_node_without_gpus_is_refused_in_one_line(tmp_path, toy):
