@@ -72,3 +72,31 @@ def run_log(config) -> str:
     from pathlib import Path
 
     return (Path(config.run.out) / "run.log").read_text()
+
+
+def check_preemption(system, config, preempt) -> None:
+    """Run the sweep of ``config`` (three parts in one job) while ``preempt(job_id)`` interrupts
+    that job once its first part is done; check that the job was requeued and started again, and
+    that no part ran twice."""
+    import threading
+    from pathlib import Path
+
+    from dynsim.engine.results import job_of
+    from dynsim.engine.sweep import parts, run_sweep
+
+    run_dir = Path(config.run.out)
+    names = [part.name for part in parts(system, config)]
+    assert len(names) == 3
+
+    def preempt_after_first_part():
+        wait_until(lambda: (run_dir / "parts" / f"{names[0]}.done").exists())
+        preempt(job_of(run_dir, names[0])["job_id"])
+
+    preempter = threading.Thread(target=preempt_after_first_part)
+    preempter.start()
+    dataset = run_sweep(system, config)
+    preempter.join()
+    log = run_log(config)
+    assert log.count("submitted") == 1 and log.count(" on ") == 2  # one job, started again after its requeue
+    assert all(log.count(f"done: {name} ") == 1 for name in names)  # the finished part was not run again
+    assert dataset.sizes["seed"] == 3

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from helpers import run_log, run_main, same_bits, wait_until
+from helpers import check_preemption, run_log, run_main, same_bits, wait_until
 from toy import ToyConfig
 
 import dynsim
@@ -129,21 +129,8 @@ def test_a_preempted_local_job_is_requeued_and_resumes_from_its_finished_parts(t
     monkeypatch.setenv("DYNSIM_TOY_HOLD_S", "2")
     config = _toy(tmp_path, kind="local", parts_per_job=3)  # one job runs the three parts in turn
     config = with_overrides(config, {"run": {"values": [0.1], "seeds": 3, "seed_chunk": 1}})
+    check_preemption(toy, config, lambda job: os.kill(_worker_of(job), signal.SIGUSR2))
     run_dir = Path(config.run.out)
-    names = [f"lr_0.1_seeds_{i}-{i}" for i in range(3)]
-
-    def preempt_after_first_part():
-        wait_until(lambda: len(list((run_dir / "parts").glob("*.done"))) == 1)
-        os.kill(_worker_of(job_of(run_dir, names[0])["job_id"]), signal.SIGUSR2)
-
-    preempter = threading.Thread(target=preempt_after_first_part)
-    preempter.start()
-    dataset = run_sweep(toy, config)
-    preempter.join()
-    log = run_log(config)
-    assert log.count("submitted") == 1 and log.count(" on ") == 2  # one job, started again after its requeue
-    assert all(log.count(f"done: {name} ") == 1 for name in names)  # the finished part was not run again
-    assert dataset.sizes["seed"] == 3
     logs = "".join(path.read_text() for path in (run_dir / ".submitit").glob("*_0_log.*"))
     assert "this job is preempted" in logs and "Requeued job" in logs
 

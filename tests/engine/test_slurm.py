@@ -8,13 +8,12 @@ runs on this machine's node, so the run directories in pytest's temporary folder
 import os
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import submitit
-from helpers import run_log, run_main, same_bits, wait_until
+from helpers import check_preemption, run_log, run_main, same_bits, wait_until
 from toy import ToyConfig
 
 import dynsim
@@ -101,22 +100,8 @@ def test_a_cancelled_job_is_reported_lost_and_resubmitted_on_rerun(tmp_path, toy
 def test_a_preempted_job_is_requeued_and_completes(tmp_path, toy, monkeypatch):
     monkeypatch.setenv("DYNSIM_TOY_HOLD_S", "3")
     config = _toy(tmp_path, {"values": [0.1], "seeds": 3, "seed_chunk": 1}, parts_per_job=3)
-    run_dir = Path(config.run.out)
-    names = [f"lr_0.1_seeds_{i}-{i}" for i in range(3)]
-
-    def preempt_after_first_part():
-        wait_until(lambda: (run_dir / "parts" / f"{names[0]}.done").exists())
-        job = job_of(run_dir, names[0])["job_id"]
-        submitit.SlurmJob(folder=run_dir / SUBMITIT_DIR, job_id=job)._interrupt()  # SIGTERM, then USR2
-
-    preempter = threading.Thread(target=preempt_after_first_part)
-    preempter.start()
-    dataset = run_sweep(toy, config)
-    preempter.join()
-    log = run_log(config)
-    assert log.count("submitted") == 1 and log.count(" on ") == 2  # one job, started again after its requeue
-    assert all(log.count(f"done: {name} ") == 1 for name in names)  # the finished part was not run again
-    assert dataset.sizes["seed"] == 3
+    folder = Path(config.run.out) / SUBMITIT_DIR
+    check_preemption(toy, config, lambda job: submitit.SlurmJob(folder=folder, job_id=job)._interrupt())  # TERM, USR2
 
 
 def test_detach_then_rerun_reattaches_without_duplicates(tmp_path, toy, monkeypatch):
