@@ -40,8 +40,9 @@ import jax
 import submitit
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 
-from .config import ConfigError, build_config, fail
-from .results import FLOOR_PREFIX, failure, job_of, log, part_done, write_failure, write_job
+from .config import ConfigError, build_config, fail, with_overrides
+from .results import FLOOR_PREFIX, failure, failure_line, job_of, log, part_done, write_failure, write_job
+from .sweep import parts, run_part
 from .system import System
 
 POLL_S = 0.5  # how often a waiting sweep looks for finished parts and jobs
@@ -52,23 +53,24 @@ GPU_ARGS = frozenset({"gres", "gpus", "gpus-per-node", "gpus-per-task", "gpus_pe
 
 
 def site_gpus(config) -> bool:
-    """Whether ``run.executor.slurm_args`` asks for GPUs itself (``gres=gpu:a100:1``, for sites
-    that want ``--gres``): dynsim then adds no GPU request of its own."""
-    return any(arg.split("=", 1)[0].strip() in GPU_ARGS for arg in config.run.executor.slurm_args)
+    """Whether a SLURM job's ``run.executor.slurm_args`` ask for GPUs themselves (``gres=gpu:a100:1``,
+    for sites that want ``--gres``): dynsim then adds no GPU request of its own."""
+    executor = config.run.executor
+    return executor.kind == "slurm" and any(arg.split("=", 1)[0].strip() in GPU_ARGS for arg in executor.slurm_args)
 
 
 def gpus_per_job(config) -> int:
     """The GPUs each job asks for: ``run.executor.gpus_per_job``, by default 1 for ``run.device =
     "gpu"``; 0 when the site's own ``slurm_args`` ask for them."""
     chosen = config.run.executor.gpus_per_job
-    if site_gpus(config) and config.run.executor.kind == "slurm":
+    if site_gpus(config):
         return 0
     return (1 if config.run.device == "gpu" else 0) if chosen is None else chosen
 
 
 def has_gpus(config) -> bool:
     """Whether each job is given GPUs (by ``gpus_per_job`` or by the site's ``slurm_args``)."""
-    return gpus_per_job(config) > 0 or (site_gpus(config) and config.run.executor.kind == "slurm")
+    return gpus_per_job(config) > 0 or site_gpus(config)
 
 
 def check_executor(config, detach: bool = False) -> None:
@@ -127,9 +129,7 @@ class PartsJob(submitit.helpers.Checkpointable):
         self.system, self.tables, self.names, self.floor = system, tables, names, floor
         self.record_failures = record_failures
 
-    def __call__(self) -> list[str]:
-        from .sweep import parts, run_part  # (sweep imports this module lazily)
-
+    def __call__(self) -> None:
         config = build_config(self.system.config, self.tables)
         run_dir = Path(config.run.out)
         todo = {part.name: part for part in parts(self.system, config, self.floor)}
@@ -139,23 +139,20 @@ class PartsJob(submitit.helpers.Checkpointable):
             run_dir,
             f"job {job} on {host}: JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS', 'unset')}, devices {jax.devices()}",
         )
-        finished = []
         for name in self.names:
             if part_done(run_dir, name):
                 continue
             try:
                 run_part(self.system, run_dir, todo[name], axis, job=f" (job {job})")
-                finished.append(name)
             except Exception as err:  # noqa: BLE001 (recorded with its traceback; the next part runs)
                 if not self.record_failures:
                     raise
                 tail = "".join(traceback.format_exception(err)).strip().splitlines()[-12:]
                 write_failure(run_dir, name, job=job, host=host, error="\n".join(tail))
                 log(run_dir, f"failed: {name} (job {job} on {host}): {tail[-1]}")
-        return finished
 
 
-def program_groups(todo: list, per_job: int) -> list[list[list]]:
+def program_groups(todo: list, per_job: int) -> tuple[list[list], list[list]]:
     """The jobs of ``todo`` in two waves: first one job per compiled program, then the rest.
 
     A program is a point of the axis and a chunk size (of the sweep or of the floor run); a job
@@ -222,8 +219,8 @@ def _submit(executor, jobs: list[list], system: System, config, floor: bool, rec
         ) from None
     run_dir = Path(config.run.out)
     kind = config.run.executor.kind
-    for job, parts in zip(submitted, jobs, strict=True):
-        for part in parts:
+    for job, held in zip(submitted, jobs, strict=True):
+        for part in held:
             write_job(run_dir, part.name, executor=kind, job_id=str(job.job_id), host=socket.gethostname())
     log(run_dir, f"submitted {len(submitted)} {kind} job(s): {', '.join(str(job.job_id) for job in submitted)}")
     return dict(zip(submitted, jobs, strict=True))
@@ -259,17 +256,14 @@ def _log_tail(job, lines: int = 6) -> str:
 def _settle(watch: _Watch, run_dir: Path, on_part: Callable, block: bool) -> None:
     """Report parts newly done; forget jobs that ended, logging the parts they left missing."""
     while True:
-        for job, parts in list(watch.jobs.items()):
-            for part in parts:
+        for job, held in list(watch.jobs.items()):
+            ended = job.done()  # first: a part written just before the job ended is seen below
+            for part in held:
                 if part.name not in watch.reported and part_done(run_dir, part.name):
                     watch.reported.add(part.name)
                     on_part(part)
-            if job.done():
-                for part in parts:  # a part written just before the job ended
-                    if part.name not in watch.reported and part_done(run_dir, part.name):
-                        watch.reported.add(part.name)
-                        on_part(part)
-                missing = [part.name for part in parts if not part_done(run_dir, part.name)]
+            if ended:
+                missing = [part.name for part in held if not part_done(run_dir, part.name)]
                 if missing:
                     log(run_dir, f"job {job.job_id} ended ({_state(job)}) without {missing}: {_log_tail(job)}")
                 del watch.jobs[job]
@@ -315,7 +309,7 @@ def run_elsewhere(system: System, config, todo: list, *, floor: bool, detach: bo
     """
     options = config.run.executor
     run_dir = Path(config.run.out).absolute()
-    config = build_config(type(config), _absolute_out(config.to_dict(), run_dir))
+    config = with_overrides(config, {"run": {"out": str(run_dir)}})  # jobs may start elsewhere
     folder = run_dir / SUBMITIT_DIR
     folder.mkdir(mode=0o700, exist_ok=True)
     watch = _Watch()
@@ -324,7 +318,7 @@ def run_elsewhere(system: System, config, todo: list, *, floor: bool, detach: bo
         if watch.jobs:
             ids = sorted({str(job.job_id) for job in watch.jobs})
             log(run_dir, f"re-attached to {len(ids)} job(s) still queued or running: {', '.join(ids)}")
-        held = {part.name for parts in watch.jobs.values() for part in parts}
+        held = {part.name for group in watch.jobs.values() for part in group}
         todo = [part for part in todo if part.name not in held]
     cap = options.jobs or (1 if options.kind == "debug" else (os.cpu_count() or 1))
     shared_gpu = options.kind == "local" and has_gpus(config) and cap > 1
@@ -360,10 +354,6 @@ def run_elsewhere(system: System, config, todo: list, *, floor: bool, detach: bo
     return False
 
 
-def _absolute_out(tables: dict, run_dir: Path) -> dict:
-    return {**tables, "run": {**tables["run"], "out": str(run_dir)}}
-
-
 def _local_alive(record: dict) -> bool:
     """Whether the local job of ``record`` (its controller's process id) still runs on this host."""
     if record.get("host") != socket.gethostname():
@@ -386,8 +376,7 @@ def part_state(run_dir: Path, name: str, live: dict[str, str] | None) -> tuple[s
         return "done", ""
     record = failure(run_dir, name)
     if record is not None:
-        lines = str(record.get("error") or "failed").strip().splitlines()
-        return "failed", f"job {record.get('job')} on {record.get('host')}: {lines[-1] if lines else 'failed'}"
+        return "failed", f"job {record.get('job')} on {record.get('host')}: {failure_line(record)}"
     record = job_of(run_dir, name)
     if record is None:
         return "missing", ""

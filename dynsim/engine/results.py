@@ -185,16 +185,27 @@ def _json_record(run_dir: Path, name: str, suffix: str) -> dict | None:
         return None
 
 
+def _write_json_record(run_dir: Path, name: str, suffix: str, record: dict, stamp: str) -> None:
+    """``parts/<name>.<suffix>``: ``record`` as JSON with the time now under ``stamp``, atomically."""
+    text = json.dumps({**record, stamp: time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1)
+    write_atomic(Path(run_dir) / "parts" / f"{name}.{suffix}", lambda p: p.write_text(text))
+
+
 def write_failure(run_dir: Path, name: str, **record) -> None:
     """Record that part ``name`` raised: ``parts/<name>.failed`` (JSON: job, host, error, time)."""
-    text = json.dumps({**record, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1)
-    write_atomic(Path(run_dir) / "parts" / f"{name}.failed", lambda p: p.write_text(text))
+    _write_json_record(run_dir, name, "failed", record, "time")
 
 
 def failure(run_dir: Path, name: str) -> dict | None:
     """The failure record of part ``name`` (job, host, error: its last lines, time), or ``None``
     when it has not failed."""
     return _json_record(run_dir, name, "failed")
+
+
+def failure_line(record: dict) -> str:
+    """The last line of a failure record's error (the exception and its message)."""
+    lines = str(record.get("error") or "").strip().splitlines()
+    return lines[-1] if lines else "failed"
 
 
 def clear_failure(run_dir: Path, name: str) -> None:
@@ -205,8 +216,7 @@ def clear_failure(run_dir: Path, name: str) -> None:
 def write_job(run_dir: Path, name: str, **record) -> None:
     """Record the job that runs part ``name``: ``parts/<name>.job`` (JSON: executor, job id, host,
     submission time), written when the job is submitted."""
-    text = json.dumps({**record, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1)
-    write_atomic(Path(run_dir) / "parts" / f"{name}.job", lambda p: p.write_text(text))
+    _write_json_record(run_dir, name, "job", record, "submitted")
 
 
 def job_of(run_dir: Path, name: str) -> dict | None:

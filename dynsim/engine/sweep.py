@@ -23,6 +23,7 @@ from .results import (
     as_record,
     clear_failure,
     failure,
+    failure_line,
     load_run,
     log,
     open_run,
@@ -46,7 +47,7 @@ class PartsUnfinished(RuntimeError):
         names = [part.name for part in unfinished]
         failed = {name: record for name in names if (record := failure(run_dir, name)) is not None}
         lost = [name for name in names if name not in failed]
-        lines = [f"{name}: {_last_line(record.get('error'))}" for name, record in failed.items()]
+        lines = [f"{name}: {failure_line(record)}" for name, record in failed.items()]
         text = []
         if failed:
             text.append(
@@ -61,11 +62,6 @@ class PartsUnfinished(RuntimeError):
             )
         self.failed, self.lost = list(failed), lost
         super().__init__(f"{run_dir}: " + "; ".join(text))
-
-
-def _last_line(text) -> str:
-    lines = str(text or "").strip().splitlines()
-    return lines[-1] if lines else "failed"
 
 
 class Part(NamedTuple):
