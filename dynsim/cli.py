@@ -359,6 +359,8 @@ def compare(
     if comparison.floor_value is not None:
         fit.update(floor=comparison.floor, floor_sd=comparison.floor_sd)
         fit[f"floor_{comparison.axis.name}"] = comparison.floor_value
+    if comparison.prediction is not None:
+        fit.update(predicted_floor=comparison.prediction.floor, predicted=comparison.prediction.label)
     write_atomic(run_dir / "comparison.toml", lambda p: p.write_text(tomli_w.dumps(fit)))
     _finish(found, dataset, run_dir, quiet, comparison)
 

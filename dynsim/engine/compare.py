@@ -8,7 +8,9 @@ the largest over the coordinates. The system's axis says how the error should fa
 ``slope``: ``-1/2`` in the width of the two-tower model, ``1`` in the step size of gradient
 descent); :func:`fit_slope` measures it, with a confidence interval. Where the system has a
 floor run (a point at which the axis's own error is negligible, such as the two-tower model at
-width ``10^12``), its error is the floor: what remains when the axis has done all it can.
+width ``10^12``), its error is the floor: what remains when the axis has done all it can. Where
+the system can predict the errors (its ``predict``: the two-tower model's fluctuation theory),
+the comparison carries the :class:`Prediction` beside what was measured.
 """
 
 from __future__ import annotations
@@ -62,6 +64,24 @@ def fit_slope(values: np.ndarray, errors: np.ndarray) -> tuple[float, tuple[floa
 
 
 @dataclasses.dataclass(frozen=True)
+class Prediction:
+    """A system's prediction of the comparison's errors (``sup_error["all"]``), from its theory.
+
+    Attributes:
+        sup_mean, sup_sd: (W,) the predicted mean and sd over seeds at each point of the axis.
+        floor: the predicted floor (NaN where there is none).
+        curve: ``(values, errors)``: the predicted mean error on a dense grid of the axis, for figures.
+        label: what the curve is, for legends and tables (its formula and constants).
+    """
+
+    sup_mean: np.ndarray
+    sup_sd: np.ndarray
+    floor: float
+    curve: tuple[np.ndarray, np.ndarray]
+    label: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Comparison:
     """A finite process along its axis against its limit.
 
@@ -75,6 +95,7 @@ class Comparison:
         floor_value: the point of the axis the floor run stands at (``None`` without a floor).
         floor_sup_error: the same at the floor run, per coordinate, (S,); empty without a floor.
         floor, floor_sd: mean and sd over seeds of ``floor_sup_error["all"]`` (NaN without a floor).
+        prediction: the system's :class:`Prediction` of ``sup_error["all"]``, or ``None``.
     """
 
     axis: Axis
@@ -86,6 +107,7 @@ class Comparison:
     floor_sup_error: dict[str, np.ndarray]
     floor: float
     floor_sd: float
+    prediction: Prediction | None = None
 
     @property
     def values(self) -> np.ndarray:
@@ -98,7 +120,8 @@ class Comparison:
         return self.values
 
     def rows(self) -> list[dict[str, float]]:
-        """One row per point: mean and sd over seeds of each error (``sup_all_mean``, ...)."""
+        """One row per point: mean and sd over seeds of each error (``sup_all_mean``, ...), and the
+        predicted ones (``predicted_sup_all_mean``, ``..._sd``) where there is a prediction."""
         rows = []
         for i, value in enumerate(self.axis.values):
             row: dict[str, float] = {self.axis.name: value}
@@ -106,13 +129,18 @@ class Comparison:
                 for name, per_seed in errors.items():
                     row[f"{kind}_{name}_mean"] = float(np.mean(per_seed[i]))
                     row[f"{kind}_{name}_sd"] = float(np.std(per_seed[i]))
+            if self.prediction is not None:
+                row["predicted_sup_all_mean"] = float(self.prediction.sup_mean[i])
+                row["predicted_sup_all_sd"] = float(self.prediction.sup_sd[i])
             rows.append(row)
         return rows
 
 
-def comparison_of(axis: Axis, finite: list[Record], limit: Record, floor: tuple | None = None) -> Comparison:
-    """A :class:`Comparison` from the records of each point of ``axis``, the limit and the floor run
-    ``(value, record)`` (``None``: no floor)."""
+def comparison_of(
+    axis: Axis, finite: list[Record], limit: Record, floor: tuple | None = None, prediction: Prediction | None = None
+) -> Comparison:
+    """A :class:`Comparison` from the records of each point of ``axis``, the limit, the floor run
+    ``(value, record)`` (``None``: no floor) and the system's prediction, if any."""
     per_point = [relative_errors(record, limit) for record in finite]
     sup = {name: np.stack([s[name] for s, _ in per_point]) for name in per_point[0][0]}
     final = {name: np.stack([f[name] for _, f in per_point]) for name in per_point[0][1]}
@@ -128,6 +156,7 @@ def comparison_of(axis: Axis, finite: list[Record], limit: Record, floor: tuple 
         floor_sup_error=floor_sup,
         floor=float(np.mean(floor_sup["all"])) if floor_sup else float("nan"),
         floor_sd=float(np.std(floor_sup["all"])) if floor_sup else float("nan"),
+        prediction=prediction,
     )
 
 
@@ -155,7 +184,11 @@ def compare_runs(system: System, config) -> Comparison:
     finite = [as_record(system.simulate(config, value, config.run.seeds, 0), system) for value in axis.values]
     run = floor_run(system, config)
     floor = None if run is None else (run[1], as_record(system.simulate(*run, config.run.seeds, 0), system))
-    return comparison_of(axis, finite, limit, floor)
+    return comparison_of(axis, finite, limit, floor, _predict(system, config, axis, limit))
+
+
+def _predict(system: System, config, axis: Axis, limit: Record) -> Prediction | None:
+    return None if system.predict is None else system.predict(config, axis.values, limit)
 
 
 def comparison_of_dataset(dataset, system: System) -> Comparison:
@@ -168,7 +201,7 @@ def comparison_of_dataset(dataset, system: System) -> Comparison:
     run = floor_run(system, config_of(dataset, system))
     has_floor = run is not None and FLOOR_PREFIX + next(iter(system.coordinates)) in dataset
     floor = (run[1], record_from(dataset, system.coordinates, prefix=FLOOR_PREFIX)) if has_floor else None
-    return comparison_of(axis, finite, limit, floor)
+    return comparison_of(axis, finite, limit, floor, _predict(system, config_of(dataset, system), axis, limit))
 
 
 def has_comparison(dataset, system: System) -> bool:

@@ -223,6 +223,19 @@ def error_axes(ax, comparison) -> None:
     reference = mean[first] * (grid / values[first]) ** axis.slope
     label = rf"reference $\propto {axis.symbol}^{{{axis.slope:g}}}$"
     ax.plot(grid, reference, color="grey", linestyle="--", label=label)
+    if comparison.prediction is not None:
+        curve_values, curve_errors = comparison.prediction.curve
+        ax.plot(curve_values, curve_errors, color="tab:purple", label=comparison.prediction.label)
+        ax.errorbar(
+            values * 1.04,
+            comparison.prediction.sup_mean,
+            yerr=comparison.prediction.sup_sd,
+            fmt="D",
+            color="tab:purple",
+            capsize=3,
+            markersize=4,
+            label="predicted mean ± sd",
+        )
     if np.isfinite(comparison.floor):
         floor, floor_sd = comparison.floor, comparison.floor_sd
         # The band's lower edge is clipped to stay positive on the log axis.
@@ -232,7 +245,7 @@ def error_axes(ax, comparison) -> None:
     ax.set_xticks(values, [str(v) for v in axis.values])
     ax.xaxis.set_minor_locator(NullLocator())
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(fontsize="small")
     ax.set_title(f"Error against the limit vs {axis.name}")
 
 

@@ -94,6 +94,9 @@ class System:
             ``ode.nc`` and ``ode_loss``).
         floor: ``floor(config) -> (config, value) | None``: the run that measures the error the
             axis cannot remove (the SGD noise of a width sweep), or ``None`` where there is none.
+        predict: ``predict(config, values, limit) -> Prediction``: the system's theory of the
+            comparison's errors at the points ``values`` (:class:`dynsim.engine.compare.Prediction`),
+            ``limit`` the limit's record; ``None``: the system predicts nothing.
         compare_defaults: ``{section: {key: value}}`` that ``dynsim compare`` applies over the
             configuration (its options still win), e.g. the exact backend a comparison wants.
         events: times detected on every trajectory, or ``None``.
@@ -118,6 +121,7 @@ class System:
     limit: Callable[[Any], Any] | None = None
     limit_name: str = "limit"
     floor: Callable[[Any], tuple[Any, Any] | None] | None = None
+    predict: Callable[[Any, Any, Any], Any] | None = None
     compare_defaults: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     events: Events | None = None
     attrs: Callable[[Any], dict] | None = None

@@ -64,7 +64,10 @@ def events_report(rows: Sequence[Mapping], attrs: Mapping, title: str) -> Report
 def comparison_report(comparison: Comparison) -> Report:
     """Relative errors against the limit per point, mean ± sd over seeds, with the fitted slope below."""
     names = [name for name in comparison.sup_error if name != "all"]
-    columns = {"sup over time": "sup_all", "final time": "final_all"} | {f"{n} (sup)": f"sup_{n}" for n in names}
+    columns = {"sup over time": "sup_all"}
+    if comparison.prediction is not None:
+        columns["predicted (sup)"] = "predicted_sup_all"
+    columns |= {"final time": "final_all"} | {f"{n} (sup)": f"sup_{n}" for n in names}
     cells = [
         (str(row[comparison.axis.name]), *(f"{row[f'{k}_mean']:.3g} ± {row[f'{k}_sd']:.2g}" for k in columns.values()))
         for row in comparison.rows()
@@ -86,4 +89,8 @@ def slope_line(comparison: Comparison) -> str:
             f"; {axis.floor_label} at {axis.name} = {comparison.floor_value:g}: "
             f"{comparison.floor:.3g} ± {comparison.floor_sd:.2g}"
         )
+        if comparison.prediction is not None:
+            line += f" (predicted {comparison.prediction.floor:.3g})"
+    if comparison.prediction is not None:
+        line += f"\npredicted: {comparison.prediction.label}"
     return line

@@ -4,13 +4,15 @@ and phase-diagram figures of ``dynsim reproduce fig1``.
 ``metrics.png`` (drawn by the engine from :data:`METRIC_PANELS`) shows the worst-coordinate
 alignment ``rho_min``, the condition number ``kappa_A``, the balance, the noise-to-signal ratio
 and the loss against training time; ``coordinates.png`` shows the signal coordinates
-``a_k(t) = ‖S_A e_k‖²`` one panel each. ``fig1_trajectories`` is the Figure-1-style panel set:
+``a_k(t) = ‖S_A e_k‖²`` one panel each; ``variance.png`` (comparison runs) holds the seed variance
+against the predicted finite-width covariance. ``fig1_trajectories`` is the Figure-1-style panel set:
 one row per training condition, columns ``rho_min``, ``kappa_A``, ``nsr`` and balance, in the
 style of ``metrics.png``; ``phase_heatmaps`` draws a :func:`dynsim.phase_diagram` grid as heat maps.
 """
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,6 +22,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
+from ..engine.config import build_config
 from ..engine.figures import (
     TIME_LABEL,
     axis_colors,
@@ -31,6 +34,8 @@ from ..engine.figures import (
     plot_points,
     save,
 )
+from .config import Config
+from .fluctuations import fluctuations
 
 # name -> (panel title, y-axis label); every metric is dimensionless.
 METRIC_PANELS = {
@@ -41,13 +46,59 @@ METRIC_PANELS = {
     "loss": ("training loss", "loss"),
 }
 FIG1_METRICS = ("rho_min", "kappa_a", "nsr", "balance")
+VARIANCE_COORDINATES = ("a", "b", "p", "nu_a", "nu_b")
+VARIANCE_MIN_SEEDS = 8
 PHASE_PANELS = {"kappa_a": r"final $\kappa_A$", "rho_min": r"final $\rho_{\min}$"}
 
 
 def figures(ds: xr.Dataset, figures_dir: Path) -> list[Path]:
     """The two-tower figures beyond ``metrics.png``: ``coordinates.png``, the signal coordinates
-    ``a_k(t)`` (the first 8)."""
-    return [coordinate_trajectories(ds, "a", r"$a_k = \|S_A e_k\|^2$", figures_dir / "coordinates.png")]
+    ``a_k(t)`` (the first 8), and for a comparison run (the floor run present) of at least
+    :data:`VARIANCE_MIN_SEEDS` seeds ``variance.png`` (:func:`seed_variance`)."""
+    paths = [coordinate_trajectories(ds, "a", r"$a_k = \|S_A e_k\|^2$", figures_dir / "coordinates.png")]
+    if "floor_a" in ds and ds.sizes["seed"] >= VARIANCE_MIN_SEEDS:
+        paths.append(seed_variance(ds, figures_dir / "variance.png"))
+    return paths
+
+
+def _variance_figure(ds: xr.Dataset, resamples: int = 200) -> Figure:
+    """The figure of :func:`seed_variance`, not yet saved."""
+    config = build_config(Config, tomllib.loads(ds.attrs["config"]))
+    prediction = fluctuations(config, discrete=True, mean_shift=False)
+    widths = ds["width"].values
+    colors = axis_colors(widths)
+    names = [name for name in VARIANCE_COORDINATES if ds.sizes[ds[name].dims[-1]] > 0]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 1, 3.6), squeeze=False, layout="constrained")
+    rng = np.random.default_rng(0)
+    times = ds["time"].values
+    for ax, name in zip(axes[0], names, strict=True):
+        offset = int(np.cumsum([0] + [prediction.r] * 3 + [prediction.n])[VARIANCE_COORDINATES.index(name)])
+        for width, color in zip(widths, colors, strict=True):
+            values = ds[name].sel(width=width).values[:, :, 0]  # (seeds, T), the first coordinate
+            values = values[~np.isnan(values).any(axis=1)]
+            scaled = width * np.var(values, axis=0, ddof=1)
+            picks = rng.integers(0, len(values), (resamples, len(values)))
+            boot = width * np.var(values[picks], axis=1, ddof=1)
+            low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+            ax.fill_between(times, low, high, color=color, alpha=0.2, linewidth=0)
+            ax.plot(times, scaled, color=color, label=f"m = {width}: m Var over {len(values)} seeds")
+            predicted = np.diagonal(prediction.covariance(width), axis1=1, axis2=2)[:, offset] * width
+            ax.plot(prediction.times, predicted, color=color, linestyle="--", label=f"m = {width}: predicted")
+        mark_times(ax, marks(ds))
+        ax.set(title=f"{name}, coordinate 1", xlabel=TIME_LABEL, yscale="log")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(r"$m\,\mathrm{Var}_{\mathrm{seeds}}$ (band: bootstrap 95%)")
+    axes[0, -1].legend(fontsize="x-small")
+    fig.suptitle(r"Seed variance times width against the prediction $\Sigma(t) + m P_s(t)$ (dynsim.ode.fluctuations)")
+    return fig
+
+
+def seed_variance(ds: xr.Dataset, path: str | Path) -> Path:
+    """Plot ``m × Var_seeds`` of the first entry of each coordinate (``a, b, p, nu_a, nu_b``) against
+    training time, per width, with a bootstrap 95% band over seeds, against the prediction
+    ``Sigma(t) + m P_s(t)`` of :func:`dynsim.ode.fluctuations` (``discrete=True``: the step map's
+    tangent and the batch noise, dashed); returns the written path."""
+    return save(_variance_figure(ds), path)
 
 
 def _fig1_figure(panels: dict[str, xr.Dataset]) -> Figure:

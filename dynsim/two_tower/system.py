@@ -19,6 +19,7 @@ from .config import Config
 from .figures import METRIC_PANELS, figures
 from .memory import check_memory
 from .observables import COORDINATE_DIMS
+from .predict import predict
 from .reproduce import fig1_report, reproduce_fig1
 from .simulate import backend_and_init, simulate
 from .stages import ALIGNED_RHO, BALANCED_KAPPA, STAGES, stage_times
@@ -98,6 +99,7 @@ SYSTEM = System(
     limit=ode.solve,
     limit_name="ode",
     floor=floor,
+    predict=lambda config, widths, limit: predict(config, widths, limit),
     compare_defaults={"run": {"backend": "gram"}},  # exact at every width, at a cost that does not grow with it
     events=Events(
         name="stages",

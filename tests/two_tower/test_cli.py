@@ -116,11 +116,13 @@ def test_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
 
 def test_compare_writes_the_table_slope_and_figures(tmp_path):
     out = tmp_path / "run"
-    result = run_main("compare", "--width", "16,64", "--seeds", "3", "--out", str(out), *TINY)
+    result = run_main("compare", "--width", "16,64", "--seeds", "8", "--out", str(out), *TINY)
     assert result.returncode == 0, result.stderr
     assert "slope of log error vs log width" in result.stdout and "SGD floor" in result.stdout
-    _assert_pngs(out / "figures", ["metrics.png", "coordinates.png", "error_vs_width.png"])
-    assert "slope of log error" in run_main("show", str(out)).stdout
+    assert "predicted (sup)" in result.stdout and "predicted: " in result.stdout
+    _assert_pngs(out / "figures", ["metrics.png", "coordinates.png", "error_vs_width.png", "variance.png"])
+    shown = run_main("show", str(out)).stdout
+    assert "slope of log error" in shown and "predicted (sup)" in shown
     # The on-disk comparison equals the in-memory dynsim.compare of the saved configuration.
     config = dynsim.load_config(out / "config.toml")
     expected = dynsim.compare(config)
@@ -133,6 +135,8 @@ def test_compare_writes_the_table_slope_and_figures(tmp_path):
     fit = tomllib.loads((out / "comparison.toml").read_text())
     assert fit["slope"] == pytest.approx(expected.slope, rel=1e-4) and fit["floor_width"] == 10**12
     assert fit["slope_ci"] == pytest.approx(list(expected.slope_ci), rel=1e-4)
+    assert fit["predicted_floor"] == pytest.approx(expected.prediction.floor, rel=1e-6)
+    assert "predicted_sup_all_mean" in rows[0]
 
 
 def test_ode_command_writes_the_overlay_and_a_figure(tmp_path):

@@ -9,12 +9,11 @@
 - the infinite-width metrics against the finite-width metrics code on a diagonal Gram matrix.
 """
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from enumeration import gram_flow, population_loss, signs
 
 import dynsim
 from dynsim.losses import LOSSES
@@ -24,16 +23,12 @@ from dynsim.two_tower.observables import metrics as finite_metrics
 KINDS = ("infonce", "positive", "spectral")
 
 
-def _signs(count):
-    return np.array(list(itertools.product([-1.0, 1.0], repeat=count))).reshape(-1, count)
-
-
 @pytest.mark.parametrize("tau, lam", [(0.3, 1.0), (2.0, 0.5), (7.0, 3.0)])
 def test_reduced_loss_is_the_expectation_over_negatives(tau, lam):
     rng = np.random.default_rng(1)
     c = rng.uniform(-0.4, 0.6, size=5)
     z = rng.choice([-1.0, 1.0], size=5)
-    negatives = (_signs(5) * z) @ c  # <f_A(x_A), f_B(x_B')> for every x_B'
+    negatives = (signs(5) * z) @ c  # <f_A(x_A), f_B(x_B')> for every x_B'
     expected_infonce = -tau * c.sum() + np.log(np.exp(tau * c.sum()) + lam * np.mean(np.exp(tau * negatives)))
     expected_spectral = -2 * c.sum() + lam * np.mean(negatives**2)
     assert float(_reduced.reduced_loss(jnp.asarray(c), tau, lam, "infonce")) == pytest.approx(expected_infonce, 1e-13)
@@ -117,53 +112,6 @@ def test_field_and_loss_are_finite_at_extreme_tau_and_many_coordinates():
         assert np.isfinite(float(_reduced.reduced_loss(c, tau, 1.0, "infonce")))
 
 
-def _population_loss(k, d, r, n, tau, lam, kind):
-    """The model's population loss at a general latent Gram matrix ``K`` (2q × 2q), by
-    enumerating every sign pattern of a positive pair and of an independent negative."""
-    q = r + n
-    gram = d[:, None] * k * d[None, :]
-    cross = gram[:q, q:] / jnp.sqrt(jnp.trace(gram[:q, :q]) * jnp.trace(gram[q:, q:]))
-    pairs = _signs(r + 2 * n)
-    u_a = np.concatenate([pairs[:, :r], pairs[:, r : r + n]], axis=1)
-    u_b = np.concatenate([pairs[:, :r], pairs[:, r + n :]], axis=1)
-    single = _signs(q)
-    s_pos = jnp.sum((u_a @ cross) * u_b, axis=1)
-    if kind == "positive":
-        return -tau * jnp.mean(s_pos)
-    s_neg_a = u_a @ cross @ single.T  # anchor x_A, every x_B'
-    if kind == "spectral":
-        return -2 * jnp.mean(s_pos) + lam * jnp.mean(s_neg_a**2)
-    s_neg_b = (single @ cross @ u_b.T).T  # anchor x_B, every x_A'
-    log_mean = lambda s: jax.nn.logsumexp(tau * s, axis=1) - np.log(s.shape[1])  # noqa: E731
-    loss_a = jnp.logaddexp(tau * s_pos, np.log(lam) + log_mean(s_neg_a)) - tau * s_pos
-    loss_b = jnp.logaddexp(tau * s_pos, np.log(lam) + log_mean(s_neg_b)) - tau * s_pos
-    return jnp.mean(loss_a + loss_b) / 2
-
-
-def _gram_flow(d, r, n, stages, lam, kind, dt):
-    """RK4 on ``dK/dt = -2 gamma (Gs K + K Gs)`` from ``K = I``; ``K`` at each stage's end."""
-    k = jnp.eye(2 * (r + n))
-    ends = []
-    for tau, duration in stages:
-        gamma = 1.0 / tau
-
-        def rate(k, tau=tau, gamma=gamma):
-            grad = jax.grad(_population_loss)(k, d, r, n, tau, lam, kind)
-            gs = (grad + grad.T) / 2
-            return -2 * gamma * (gs @ k + k @ gs)
-
-        def rk4(k, _, rate=rate):
-            k1 = rate(k)
-            k2 = rate(k + dt / 2 * k1)
-            k3 = rate(k + dt / 2 * k2)
-            k4 = rate(k + dt * k3)
-            return k + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
-
-        k = jax.lax.scan(rk4, k, None, length=int(round(duration / dt)))[0]
-        ends.append(np.asarray(k))
-    return ends
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_full_gram_flow_stays_diagonal_and_follows_the_reduced_ode(kind):
     r, n = 2, 1
@@ -177,7 +125,7 @@ def test_full_gram_flow_stays_diagonal_and_follows_the_reduced_ode(kind):
         }
     )
     d = np.array([1.6, 1.0, 0.6, 1.2, 0.9, 0.6])
-    ends = _gram_flow(d, r, n, config.loss.stages, 0.8, kind, dt=0.01)
+    ends = gram_flow(d, r, n, config.loss.stages, 0.8, kind, dt=0.01)
     solution = dynsim.ode.solve(config, rtol=1e-11, atol=1e-13)
     signal = np.arange(r)
     keep = np.eye(2 * q, dtype=bool)
@@ -199,7 +147,7 @@ def test_population_loss_gradient_is_not_diagonal_off_the_invariant_set():
     rng = np.random.default_rng(5)
     noise = rng.normal(size=(6, 6))
     k = jnp.eye(6) + 0.2 * (noise + noise.T)
-    grad = jax.grad(_population_loss)(k, np.ones(6), r, n, 1.0, 1.0, "infonce")
+    grad = jax.grad(population_loss)(k, np.ones(6), r, n, 1.0, 1.0, "infonce")
     assert np.abs(np.asarray(grad) - np.diag(np.diagonal(grad)))[:3, 3:].max() > 1e-2
 
 
