@@ -45,6 +45,7 @@ bench: $(BENCH_STAMP)  ## performance benchmarks, side by side with their peers 
 	$(PYTHON) benchmarks/bench_practical.py
 	$(PYTHON) benchmarks/bench_startup.py
 	$(PYTHON) benchmarks/bench_executors.py
+	$(PYTHON) benchmarks/bench_fluctuations.py
 
 docs: install  ## regenerate docs/cli.md and docs/config-reference.md from the code (tests/test_docs.py checks them)
 	$(PYTHON) -m dynsim._docgen

@@ -35,7 +35,7 @@ from ..engine.figures import (
     save,
 )
 from .config import Config
-from .fluctuations import fluctuations
+from .predict import step_map_fluctuations
 
 # name -> (panel title, y-axis label); every metric is dimensionless.
 METRIC_PANELS = {
@@ -61,31 +61,28 @@ def figures(ds: xr.Dataset, figures_dir: Path) -> list[Path]:
     return paths
 
 
-def _variance_figure(ds: xr.Dataset, resamples: int = 200) -> Figure:
-    """The figure of :func:`seed_variance`, not yet saved."""
-    config = build_config(Config, tomllib.loads(ds.attrs["config"]))
-    prediction = fluctuations(config, discrete=True, mean_shift=False)
-    widths = ds["width"].values
-    colors = axis_colors(widths)
-    names = [name for name in VARIANCE_COORDINATES if ds.sizes[ds[name].dims[-1]] > 0]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 1, 3.6), squeeze=False, layout="constrained")
+def _variance_figure(times, states: dict, prediction, coordinates, stage_marks, resamples: int = 200) -> Figure:
+    """The figure of :func:`variance_vs_prediction`, not yet saved."""
+    widths = list(states)
+    colors = axis_colors(np.asarray(widths))
+    labels = _state_labels(prediction.r, prediction.n)
+    fig, axes = plt.subplots(
+        1, len(coordinates), figsize=(3.4 * len(coordinates) + 1, 3.6), squeeze=False, layout="constrained"
+    )
     rng = np.random.default_rng(0)
-    times = ds["time"].values
-    for ax, name in zip(axes[0], names, strict=True):
-        offset = int(np.cumsum([0] + [prediction.r] * 3 + [prediction.n])[VARIANCE_COORDINATES.index(name)])
+    for ax, index in zip(axes[0], coordinates, strict=True):
         for width, color in zip(widths, colors, strict=True):
-            values = ds[name].sel(width=width).values[:, :, 0]  # (seeds, T), the first coordinate
+            values = states[width][..., index]  # (seeds, T)
             values = values[~np.isnan(values).any(axis=1)]
-            scaled = width * np.var(values, axis=0, ddof=1)
             picks = rng.integers(0, len(values), (resamples, len(values)))
-            boot = width * np.var(values[picks], axis=1, ddof=1)
-            low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+            low, high = np.percentile(width * np.var(values[picks], axis=1, ddof=1), [2.5, 97.5], axis=0)
             ax.fill_between(times, low, high, color=color, alpha=0.2, linewidth=0)
+            scaled = width * np.var(values, axis=0, ddof=1)
             ax.plot(times, scaled, color=color, label=f"m = {width}: m Var over {len(values)} seeds")
-            predicted = np.diagonal(prediction.covariance(width), axis1=1, axis2=2)[:, offset] * width
+            predicted = width * prediction.covariance(width)[:, index, index]
             ax.plot(prediction.times, predicted, color=color, linestyle="--", label=f"m = {width}: predicted")
-        mark_times(ax, marks(ds))
-        ax.set(title=f"{name}, coordinate 1", xlabel=TIME_LABEL, yscale="log")
+        mark_times(ax, stage_marks)
+        ax.set(title=labels[index], xlabel=TIME_LABEL, yscale="log")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(r"$m\,\mathrm{Var}_{\mathrm{seeds}}$ (band: bootstrap 95%)")
     axes[0, -1].legend(fontsize="x-small")
@@ -93,12 +90,34 @@ def _variance_figure(ds: xr.Dataset, resamples: int = 200) -> Figure:
     return fig
 
 
+def _state_labels(r: int, n: int) -> list[str]:
+    """``a_1 .. a_r, b_1, .., p_1, .., nu^A_1, .., nu^B_n``: the name of every state entry."""
+    counts = {"a": r, "b": r, "p": r, r"\nu^A": n, r"\nu^B": n}
+    return [rf"${name}_{{{k + 1}}}$" for name, count in counts.items() for k in range(count)]
+
+
+def variance_vs_prediction(times, states: dict, prediction, coordinates, path, stage_marks=()) -> Path:
+    """Plot ``m × Var_seeds`` of the state entries ``coordinates`` against training time, per width
+    (``states``: width -> (seeds, T, 3r + 2n)), with a bootstrap 95% band over seeds, against the
+    prediction ``Sigma(t) + m P_s(t)`` of a :class:`~dynsim.two_tower.fluctuations.Fluctuations`
+    (dashed); returns the written path."""
+    return save(_variance_figure(times, states, prediction, coordinates, stage_marks), path)
+
+
 def seed_variance(ds: xr.Dataset, path: str | Path) -> Path:
-    """Plot ``m × Var_seeds`` of the first entry of each coordinate (``a, b, p, nu_a, nu_b``) against
-    training time, per width, with a bootstrap 95% band over seeds, against the prediction
-    ``Sigma(t) + m P_s(t)`` of :func:`dynsim.ode.fluctuations` (``discrete=True``: the step map's
-    tangent and the batch noise, dashed); returns the written path."""
-    return save(_variance_figure(ds), path)
+    """:func:`variance_vs_prediction` of a comparison run: the first entry of each coordinate
+    (``a, b, p, nu_a, nu_b``) at every width, against :func:`dynsim.ode.fluctuations` of the run's
+    configuration with ``discrete=True`` (the step map's tangent and the batch noise)."""
+    config = build_config(Config, tomllib.loads(ds.attrs["config"]))
+    prediction = step_map_fluctuations(config)
+    names = [name for name in VARIANCE_COORDINATES if ds[name].size]
+    states = {
+        int(width): np.concatenate([ds[name].sel(width=width).values for name in VARIANCE_COORDINATES], axis=-1)
+        for width in ds["width"].values
+    }
+    starts = np.cumsum([0, prediction.r, prediction.r, prediction.r, prediction.n])
+    coordinates = [int(starts[VARIANCE_COORDINATES.index(name)]) for name in names]
+    return variance_vs_prediction(ds["time"].values, states, prediction, coordinates, path, marks(ds))
 
 
 def _fig1_figure(panels: dict[str, xr.Dataset]) -> Figure:

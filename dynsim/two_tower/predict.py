@@ -13,6 +13,8 @@ and ``F`` the predicted floor (Euler bias and batch noise at width ``10^12``).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..engine.compare import Prediction, relative_errors
@@ -28,9 +30,17 @@ def _sup_all(prediction, paths: np.ndarray, limit: Record) -> np.ndarray:
     return relative_errors(record, limit)[0]["all"]
 
 
+@functools.lru_cache(maxsize=8)
+def step_map_fluctuations(config):
+    """:func:`~dynsim.two_tower.fluctuations.fluctuations` through the step map (``discrete=True``), the
+    comparison's prediction, kept for the (frozen) configuration: ``dynsim compare`` draws its
+    table, figures and summary from one run of it. Treat the result as read-only."""
+    return fluctuations(config, discrete=True, mean_shift=False)
+
+
 def predict(config, widths, limit: Record, samples: int = SAMPLES) -> Prediction:
     """The predicted ``sup_error["all"]`` at each of ``widths`` and at the floor (module docstring)."""
-    prediction = fluctuations(config, discrete=True, mean_shift=False)
+    prediction = step_map_fluctuations(config)
     at = [_sup_all(prediction, prediction.sample(width, samples, seed=i), limit) for i, width in enumerate(widths)]
     floor = _sup_all(prediction, prediction.sample(FLOOR_WIDTH, samples, seed=len(widths)), limit)
     # the width part alone, around the limit itself: its statistic at width m is exactly C / sqrt(m)

@@ -58,7 +58,7 @@ def make_comparison(slope=-0.4812, ci=(-0.5549, -0.4111)):
     errors = 0.8 * widths[:, None] ** slope * np.exp(rng.normal(scale=0.3, size=(3, 4)))
     axis = Axis("width", tuple(widths), -0.5, "width m", "m", floor_label="SGD floor (batch, step size)")
     return types.SimpleNamespace(
-        axis=axis, sup_error={"all": errors}, slope=slope, slope_ci=ci, floor=0.01, floor_sd=0.004
+        axis=axis, sup_error={"all": errors}, slope=slope, slope_ci=ci, floor=0.01, floor_sd=0.004, prediction=None
     )
 
 
