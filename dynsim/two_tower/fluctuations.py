@@ -240,20 +240,12 @@ def _sector_diagnostics(ys, times, psis, args, table, root0, *, kind):
         jacs = jax.vmap(lambda sector: _tangent.sector_jacobian(y, sector, args, stage, kind))(table)
         roots = psi * root0[:, None, :]
         variance = jnp.sum(roots**2, axis=-1)  # diag of P = L L^T
-        diagonal = jnp.append(jnp.diagonal(_gram_jnp(y, args)), 1.0)[rows]
+        s = _reduced.split(y, args.sigma2_a.shape[0])
+        diagonal = jnp.concatenate([s["a"], s["nu_a"], s["b"], s["nu_b"], jnp.ones(1)])[rows]  # Q_ii by row
         relative = jnp.where(mask, variance / (diagonal[:, first] * diagonal[:, second]), 0.0)
         return jacs, jnp.sqrt(jnp.max(relative)), roots
 
     return jax.lax.map(lambda x: at(*x), (ys, times, psis))
-
-
-def _gram_jnp(y, args):
-    r, n = args.sigma2_a.shape[0], args.eta2_a.shape[0]
-    s = _reduced.split(y, r)
-    q = r + n
-    gram = jnp.diag(jnp.concatenate([s["a"], s["nu_a"], s["b"], s["nu_b"]]))
-    signal = np.arange(r)
-    return gram.at[signal, q + signal].set(s["p"]).at[q + signal, signal].set(s["p"])
 
 
 def solve_tangent(problem, args, kind, times, sigma0, sector_arrays, root0, rates, *, rtol, atol, max_steps):
@@ -318,7 +310,8 @@ def fluctuations(
             covariance of the batch field over ``noise_samples`` fresh Monte-Carlo batches per
             step (key ``seed``); default: 16 to 256, 5000 over the run where that fits.
         mean_shift: propagate the off-invariant sectors: the mean shift :math:`\mu_2`, the sector
-            growth and the validity horizon (continuous mode only).
+            growth and the validity horizon (continuous mode only; not for r = 1, n = 0, which has
+            no sector).
         rtol, atol, max_steps: the ODE solver's tolerances and step cap.
 
     Returns:
@@ -388,7 +381,8 @@ def fluctuations(
         if discrete:
             mean, tangent, noise_cov = ys, phis, covs
         else:
-            table = sectors(config.data.r, config.data.n) if mean_shift else None
+            has_sectors = config.data.r + 2 * config.data.n >= 2  # r = 1, n = 0 has none
+            table = sectors(config.data.r, config.data.n) if mean_shift and has_sectors else None
             sector_arrays = () if table is None else tuple(jnp.asarray(x) for x in table)
             root0 = (
                 jnp.zeros((0, 4))
