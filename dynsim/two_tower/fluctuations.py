@@ -364,9 +364,8 @@ def fluctuations(
                 raise SolverError("the population SGD path became non-finite: lower train.lr", time=float("nan"))
         else:
             propagators = injected = None
-            rates = np.zeros((problem.grid.size - 1, 0, 0))  # no noise
         if not noise:
-            rates = np.zeros((problem.grid.size - 1, 0, 0))
+            rates = np.zeros((problem.grid.size - 1, 0, 0))  # an empty rate: no noise in the solve
         sigma0 = np.asarray(_tangent.initial_variance(args))
         result = dict(
             noise_propagator=propagators if on_grid and noise else None,
@@ -379,7 +378,7 @@ def fluctuations(
             sector_mask=None,
         )
         if discrete:
-            mean, tangent, noise_cov = ys, phis, covs
+            mean, tangent, noise_cov = ys, phis, covs  # covs is zero without noise
         else:
             has_sectors = config.data.r + 2 * config.data.n >= 2  # r = 1, n = 0 has none
             table = sectors(config.data.r, config.data.n) if mean_shift and has_sectors else None
@@ -406,8 +405,6 @@ def fluctuations(
                     sector_rows=table.rows,
                     sector_mask=table.mask,
                 )
-        if not noise:
-            noise_cov = np.zeros_like(tangent)
         cov = np.einsum("tij,j,tkj->tik", tangent, sigma0, tangent)
     return Fluctuations(
         times=np.asarray(times),

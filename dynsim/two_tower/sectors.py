@@ -120,7 +120,16 @@ def gradient_field(y: Float[Array, " 3r+2n"], g_p, g_alpha, g_beta, spectra: tup
     return jnp.concatenate([da, db, dp, dnu_a, dnu_b])
 
 
-def _traces(y, r):
+def row_variances(spectra: tuple) -> Float[Array, " 2q+1"]:
+    """``D_i^2`` of every row of ``Q`` (signal A, noise A, signal B, noise B), then 0 for an absent
+    index; ``spectra = (sigma2_a, sigma2_b, eta2_a, eta2_b)``."""
+    sigma2_a, sigma2_b, eta2_a, eta2_b = spectra
+    return jnp.concatenate([sigma2_a, eta2_a, sigma2_b, eta2_b, jnp.zeros(1)])
+
+
+def traces(y, r: int):
+    r""":math:`(\alpha, \beta) = (\mathrm{tr}\, Q_{AA}, \mathrm{tr}\, Q_{BB})`: ``sum a + sum nu^A`` and
+    ``sum b + sum nu^B``."""
     s = split(y, r)
     return jnp.sum(s["a"]) + jnp.sum(s["nu_a"]), jnp.sum(s["b"]) + jnp.sum(s["nu_b"])
 
@@ -177,13 +186,13 @@ def sector_field(y: Float[Array, " 3r+2n"], delta: Float[Array, " 4"], sector, s
     """
     kinds, slots, rows_q, state, partner, mask = sector
     r = spectra[0].shape[0]
-    alpha, beta = _traces(y, r)
+    alpha, beta = traces(y, r)
     s = split(y, r)
     delta = jnp.where(mask, delta, 0.0)
     grads = jax.grad(sector_loss, argnums=(0, 1, 2, 3))(s["p"], alpha, beta, delta, (kinds, slots, mask), stage, kind)
     g_p, g_alpha, g_beta, g_delta = grads
     invariant = gradient_field(y, g_p, g_alpha, g_beta, spectra, stage.gamma)
-    d2 = jnp.concatenate([spectra[0], spectra[2], spectra[1], spectra[3], jnp.zeros(1)])[rows_q]
+    d2 = row_variances(spectra)[rows_q]
 
     y_ext = jnp.append(y, 0.0)
     g_p_ext = jnp.append(g_p, 0.0)

@@ -31,7 +31,7 @@ import numpy as np
 from ..engine.schedule import stage_index, stage_value
 from ..losses import LOSSES
 from . import reduced as _reduced
-from .sectors import ENTRIES, Stage, gradient_field, sector_field
+from .sectors import ENTRIES, Stage, gradient_field, row_variances, sector_field, traces
 
 
 class Layout(NamedTuple):
@@ -68,15 +68,10 @@ def initial_variance(args: _reduced.ReducedArgs) -> jax.Array:
     return jnp.concatenate([*signal, 2 * args.eta2_a**2, 2 * args.eta2_b**2])
 
 
-def row_variances(args: _reduced.ReducedArgs) -> jax.Array:
-    """``D_i^2`` of every row of ``Q`` (signal A, noise A, signal B, noise B), then 0 for an absent index."""
-    return jnp.concatenate([args.sigma2_a, args.eta2_a, args.sigma2_b, args.eta2_b, jnp.zeros(1)])
-
-
 def sector_initial_variance(args: _reduced.ReducedArgs, rows, mask) -> jax.Array:
     r""":math:`P_{\chi,0}`: the per-unit-width variance of each sector entry,
     :math:`\mathrm{Var}\, Q_{ij} = D_i^2 D_j^2` (diagonal), (S, 4)."""
-    d2 = row_variances(args)[rows]
+    d2 = row_variances(spectra_of(args))[rows]
     first, second = np.array(ENTRIES).T
     return jnp.where(mask, d2[:, first] * d2[:, second], 0.0)
 
@@ -144,11 +139,8 @@ def continuous_field(t, state, problem, *, layout: Layout, kind: str):
 def population_gradient(y, stage: Stage, kind: str, r: int):
     r""":math:`(\partial\ell/\partial p, \partial\ell/\partial\alpha, \partial\ell/\partial\beta)` of the
     reduced population loss :math:`\ell = L(p/\sqrt{\alpha\beta})` (SPEC §5)."""
-    s = _reduced.split(y, r)
-    alpha = jnp.sum(s["a"]) + jnp.sum(s["nu_a"])
-    beta = jnp.sum(s["b"]) + jnp.sum(s["nu_b"])
     loss = lambda p, alpha, beta: _reduced.reduced_loss(p / jnp.sqrt(alpha * beta), stage.tau, stage.lam, kind)  # noqa: E731
-    return jax.grad(loss, argnums=(0, 1, 2))(s["p"], alpha, beta)
+    return jax.grad(loss, argnums=(0, 1, 2))(_reduced.split(y, r)["p"], *traces(y, r))
 
 
 def batch_gradient(z, y, stage: Stage, kind: str, r: int):
@@ -156,15 +148,12 @@ def batch_gradient(z, y, stage: Stage, kind: str, r: int):
     (B × r). At a point of :math:`\mathcal D` the pairs' noise signs do not enter
     (:math:`s_{ij} = \sum_k z^i_k c_k z^j_k`), and both normalizations give
     :math:`Z_A^2 = \alpha` (every latent sign squares to 1)."""
-    s = _reduced.split(y, r)
-    alpha = jnp.sum(s["a"]) + jnp.sum(s["nu_a"])
-    beta = jnp.sum(s["b"]) + jnp.sum(s["nu_b"])
 
     def loss(p, alpha, beta):
         similarity = (z * (p / jnp.sqrt(alpha * beta))) @ z.T
         return LOSSES[kind](similarity, stage.tau, stage.lam)
 
-    return jax.grad(loss, argnums=(0, 1, 2))(s["p"], alpha, beta)
+    return jax.grad(loss, argnums=(0, 1, 2))(_reduced.split(y, r)["p"], *traces(y, r))
 
 
 def step_map(y, stage: Stage, args, lr, kind: str):

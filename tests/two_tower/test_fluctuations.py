@@ -130,7 +130,7 @@ def test_gradient_field_and_step_map_agree_with_the_reduced_field():
     table = _sectors.sectors(2, 1)
     for index in range(len(table.kinds)):  # at delta = 0 every sector's loss is the reduced loss
         sector = (table.kinds[index], table.slots[index], table.mask[index])
-        alpha, beta = _sectors._traces(y, 2)
+        alpha, beta = _sectors.traces(y, 2)
         loss = _sectors.sector_loss(_reduced.split(y, 2)["p"], alpha, beta, jnp.zeros(4), sector, stage, "infonce")
         np.testing.assert_allclose(loss, _reduced.reduced_loss(c, stage.tau, stage.lam, "infonce"), rtol=1e-14)
 
