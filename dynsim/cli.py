@@ -328,7 +328,9 @@ def compare(
     """A finite process along its sweep axis against its limit: error table, fitted slope, floor, figures.
 
     two_tower: runs the widths (and a width-10^12 run on the Gram backend that measures the SGD
-    floor) and solves the infinite-width ODE on the same grid. spectral: runs the learning
+    floor) and solves the infinite-width ODE on the same grid, and predicts the errors from its
+    fluctuation theory (a predicted column and floor, the curve on the figure, and
+    figures/variance.png with 8 seeds or more; docs/fluctuations.md). spectral: runs the learning
     rates or batch sizes of run.values and the exact gradient flow. Writes comparison.csv,
     comparison.toml and figures/error_vs_<axis>.png beside the sweep's outputs. Resumable like
     sweep, and run by the same executors (--executor; the other executor options through
